@@ -1,0 +1,99 @@
+//! Database connections: SQLite files for the embedded default, PostgreSQL with one schema per
+//! service in production. Each service runs its own migrations at start-up.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+
+use crate::config::DatabaseSettings;
+
+/// Connects to the configured database. For PostgreSQL, creates the schema if missing and
+/// points every pooled connection's `search_path` at it; for SQLite, creates the file and its
+/// folder if missing.
+pub async fn connect(
+    settings: &DatabaseSettings,
+    default_schema: &str,
+) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.url.expose();
+    if url.starts_with("sqlite:") {
+        connect_sqlite(url, settings.connect_timeout).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let schema = settings.schema.as_deref().unwrap_or(default_schema);
+        connect_postgres(url, schema, settings).await
+    } else {
+        anyhow::bail!("database.url must start with sqlite: or postgres://")
+    }
+}
+
+async fn connect_sqlite(url: &str, timeout: Duration) -> anyhow::Result<DatabaseConnection> {
+    let (path, query) = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split_once('?')
+        .map_or((url.trim_start_matches("sqlite:").trim_start_matches("//"), ""), |(p, q)| {
+            (p, q)
+        });
+    if path != ":memory:"
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", parent.display()))?;
+    }
+    let url = if query.contains("mode=") {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("sqlite://{path}?mode=rwc")
+    } else {
+        format!("sqlite://{path}?{query}&mode=rwc")
+    };
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|options| {
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    Ok(Database::connect(options).await?)
+}
+
+async fn connect_postgres(
+    url: &str,
+    schema: &str,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<DatabaseConnection> {
+    anyhow::ensure!(
+        !schema.is_empty()
+            && schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "database.schema must be 1 to 63 of a-z, 0-9 and _, not starting with a digit"
+    );
+    let mut bootstrap = ConnectOptions::new(url.to_owned());
+    bootstrap.max_connections(1).connect_timeout(settings.connect_timeout).sqlx_logging(false);
+    let connection = Database::connect(bootstrap).await?;
+    connection.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+    connection.close().await?;
+
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(settings.max_connections.max(1))
+        .connect_timeout(settings.connect_timeout)
+        .acquire_timeout(settings.connect_timeout)
+        .sqlx_logging(false)
+        .set_schema_search_path(schema.to_owned());
+    Ok(Database::connect(options).await?)
+}
+
+/// Whether the database is PostgreSQL (some statements differ).
+pub fn is_postgres(connection: &DatabaseConnection) -> bool {
+    connection.get_database_backend() == DbBackend::Postgres
+}

@@ -29,7 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("messaging_descriptor.bin"))
         // RPCs that a later release implements answer UNIMPLEMENTED until then.
         .generate_default_stubs(true)
-        .compile_with_config(prost_config, &files, &[proto_dir, googleapis_dir, well_known_dir])?;
+        .compile_with_config(
+            prost_config,
+            &files,
+            &[proto_dir, googleapis_dir, well_known_dir],
+        )?;
     println!("cargo:rerun-if-env-changed={}", googleapis::OVERRIDE_VAR);
     Ok(())
 }

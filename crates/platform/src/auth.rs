@@ -132,7 +132,10 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Authenticator").field("keys", &self.keys.len()).finish()
+        formatter
+            .debug_struct("Authenticator")
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -176,7 +179,9 @@ impl Authenticator {
                 | Algorithm::PS256
                 | Algorithm::PS384
                 | Algorithm::PS512 => DecodingKey::from_rsa_pem(pem.as_bytes()),
-                other => anyhow::bail!("auth.public_keys[{index}]: {other:?} is not a public-key algorithm"),
+                other => anyhow::bail!(
+                    "auth.public_keys[{index}]: {other:?} is not a public-key algorithm"
+                ),
             }
             .map_err(|error| anyhow::anyhow!("auth.public_keys[{index}]: {error}"))?;
             keys.push(VerificationKey {
@@ -268,7 +273,9 @@ fn header_value<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a 
     metadata
         .get(name)
         .map(|value| {
-            value.to_str().map_err(|_| ApiError::Unauthenticated(format!("{name} is not text")))
+            value
+                .to_str()
+                .map_err(|_| ApiError::Unauthenticated(format!("{name} is not text")))
         })
         .transpose()
 }
@@ -283,7 +290,10 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
         return Err(invalid("sub", problem));
     }
     let (tenant_id, user_id) = if is_service {
-        let tenant = match (claims.tenant_id.as_str(), header_value(metadata, TENANT_HEADER)?) {
+        let tenant = match (
+            claims.tenant_id.as_str(),
+            header_value(metadata, TENANT_HEADER)?,
+        ) {
             (ANY_TENANT, Some(header)) => header.to_owned(),
             (ANY_TENANT, None) => {
                 return Err(ApiError::Unauthenticated(format!(
@@ -297,7 +307,9 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
             }
             (bound, _) => bound.to_owned(),
         };
-        let user = header_value(metadata, USER_HEADER)?.unwrap_or(&claims.sub).to_owned();
+        let user = header_value(metadata, USER_HEADER)?
+            .unwrap_or(&claims.sub)
+            .to_owned();
         (tenant, user)
     } else {
         (claims.tenant_id, claims.sub)
@@ -308,7 +320,12 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
     if let Some(problem) = principal_id_problem(&user_id) {
         return Err(invalid("user", problem));
     }
-    Ok(Caller { tenant_id, user_id, is_admin, is_service })
+    Ok(Caller {
+        tenant_id,
+        user_id,
+        is_admin,
+        is_service,
+    })
 }
 
 /// Signs HS256 tokens with the configured secret: for `messagingctl token`, tests, and the
@@ -342,7 +359,9 @@ impl TokenIssuer {
         roles: &[&str],
         lifetime: Duration,
     ) -> anyhow::Result<String> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
         let claims = Claims {
             sub: user.to_owned(),
             tenant_id: tenant.to_owned(),
@@ -352,6 +371,10 @@ impl TokenIssuer {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.key,
+        )?)
     }
 }

@@ -31,7 +31,9 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> anyhow::Result<T> {
             .separator("__")
             .try_parsing(true),
     );
-    let settings = builder.build().map_err(|error| anyhow::anyhow!("configuration: {error}"))?;
+    let settings = builder
+        .build()
+        .map_err(|error| anyhow::anyhow!("configuration: {error}"))?;
     settings.try_deserialize().map_err(|error| {
         let source = path.map_or_else(String::new, |path| format!(" ({})", path.display()));
         anyhow::anyhow!("configuration{source}: {error}")
@@ -92,7 +94,10 @@ pub struct TelemetrySettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_filter: "info".to_owned(), log_format: LogFormat::Text }
+        Self {
+            log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
+        }
     }
 }
 
@@ -130,4 +135,18 @@ fn default_max_connections() -> u32 {
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// Reads the one optional command-line argument of the service binaries: `--config FILE`.
+pub fn file_argument(program: &str) -> anyhow::Result<Option<PathBuf>> {
+    let mut arguments = std::env::args().skip(1);
+    match (
+        arguments.next().as_deref(),
+        arguments.next(),
+        arguments.next(),
+    ) {
+        (None, _, _) => Ok(None),
+        (Some("--config"), Some(path), None) => Ok(Some(PathBuf::from(path))),
+        _ => anyhow::bail!("usage: {program} [--config FILE]"),
+    }
 }

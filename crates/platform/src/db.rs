@@ -31,9 +31,13 @@ async fn connect_sqlite(url: &str, timeout: Duration) -> anyhow::Result<Database
         .trim_start_matches("sqlite:")
         .trim_start_matches("//")
         .split_once('?')
-        .map_or((url.trim_start_matches("sqlite:").trim_start_matches("//"), ""), |(p, q)| {
-            (p, q)
-        });
+        .map_or(
+            (
+                url.trim_start_matches("sqlite:").trim_start_matches("//"),
+                "",
+            ),
+            |(p, q)| (p, q),
+        );
     if path != ":memory:"
         && let Some(parent) = std::path::Path::new(path).parent()
         && !parent.as_os_str().is_empty()
@@ -74,13 +78,20 @@ async fn connect_postgres(
         !schema.is_empty()
             && schema.len() <= 63
             && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
         "database.schema must be 1 to 63 of a-z, 0-9 and _, not starting with a digit"
     );
     let mut bootstrap = ConnectOptions::new(url.to_owned());
-    bootstrap.max_connections(1).connect_timeout(settings.connect_timeout).sqlx_logging(false);
+    bootstrap
+        .max_connections(1)
+        .connect_timeout(settings.connect_timeout)
+        .sqlx_logging(false);
     let connection = Database::connect(bootstrap).await?;
-    connection.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+    connection
+        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await?;
     connection.close().await?;
 
     let mut options = ConnectOptions::new(url.to_owned());

@@ -140,7 +140,11 @@ impl FieldViolations {
 
     /// `Ok` when nothing was recorded, else `INVALID_ARGUMENT` with every violation.
     pub fn finish(self) -> ApiResult<()> {
-        if self.0.is_empty() { Ok(()) } else { Err(self.into_error()) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_error())
+        }
     }
 
     /// `INVALID_ARGUMENT` with every violation recorded; call it when a checked value is

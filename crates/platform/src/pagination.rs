@@ -36,7 +36,11 @@ pub fn fingerprint(parts: &[&str]) -> String {
 
 /// Encodes the keyset position after the last item of a page.
 pub fn encode<K: Serialize>(fingerprint: &str, key: &K) -> String {
-    let envelope = Envelope { v: TOKEN_VERSION, f: fingerprint.to_owned(), k: key };
+    let envelope = Envelope {
+        v: TOKEN_VERSION,
+        f: fingerprint.to_owned(),
+        k: key,
+    };
     let json = serde_json::to_vec(&envelope).unwrap_or_default();
     URL_SAFE_NO_PAD.encode(json)
 }
@@ -69,8 +73,9 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_changed_filters() {
         let token = encode(&fingerprint(&["a", "b"]), &(42_i64, "x".to_owned()));
-        let key: Option<(i64, String)> =
-            decode("page_token", &token, &fingerprint(&["a", "b"])).ok().flatten();
+        let key: Option<(i64, String)> = decode("page_token", &token, &fingerprint(&["a", "b"]))
+            .ok()
+            .flatten();
         assert_eq!(key, Some((42, "x".to_owned())));
         assert!(decode::<(i64, String)>("page_token", &token, &fingerprint(&["ab"])).is_err());
         assert!(decode::<(i64, String)>("page_token", "%%%", "f").is_err());

@@ -16,8 +16,10 @@ pub fn resource_id(field: &str, value: &str) -> Result<Uuid, FieldViolation> {
 
 /// Checks a user or tenant id: opaque, 1 to 128 characters, no control characters.
 pub fn principal_id(field: &str, value: &str) -> Result<String, FieldViolation> {
-    principal_id_problem(value)
-        .map_or_else(|| Ok(value.to_owned()), |problem| Err(FieldViolation::new(field, problem)))
+    principal_id_problem(value).map_or_else(
+        || Ok(value.to_owned()),
+        |problem| Err(FieldViolation::new(field, problem)),
+    )
 }
 
 /// Why a string is not a valid user or tenant id, if it is not.
@@ -39,7 +41,10 @@ pub fn page_size(field: &str, value: i32, default: u64, max: u64) -> Result<u64,
     match u64::try_from(value) {
         Ok(0) => Ok(default),
         Ok(size) if size <= max => Ok(size),
-        _ => Err(FieldViolation::new(field, format!("must be between 0 and {max}"))),
+        _ => Err(FieldViolation::new(
+            field,
+            format!("must be between 0 and {max}"),
+        )),
     }
 }
 
@@ -48,10 +53,19 @@ pub fn page_size(field: &str, value: i32, default: u64, max: u64) -> Result<u64,
 pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String, FieldViolation> {
     let trimmed = value.trim();
     if trimmed.chars().count() > max_chars {
-        return Err(FieldViolation::new(field, format!("must be at most {max_chars} characters")));
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
-    if trimmed.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) {
-        return Err(FieldViolation::new(field, "must not contain control characters"));
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }

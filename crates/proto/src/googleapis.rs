@@ -26,7 +26,11 @@ pub fn proto_root() -> Result<PathBuf, String> {
         .map_err(|err| format!("cannot read {}: {err}", registry_src.display()))?
         .flatten()
     {
-        for package in std::fs::read_dir(index.path()).into_iter().flatten().flatten() {
+        for package in std::fs::read_dir(index.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = package.file_name().to_string_lossy().into_owned();
             let root = package.path().join("googleapis");
             if name.starts_with(CRATE_PREFIX) && root.join("google/api/annotations.proto").exists()

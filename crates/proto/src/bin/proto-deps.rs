@@ -5,7 +5,9 @@
 mod googleapis;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let target = std::env::args().nth(1).unwrap_or_else(|| "target/proto-deps".to_owned());
+    let target = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "target/proto-deps".to_owned());
     let root = googleapis::proto_root()?;
     for file in googleapis::IMPORTED_FILES {
         let destination = std::path::Path::new(&target).join(file);

@@ -1,0 +1,51 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+SHELL := bash
+CARGO ?= cargo
+CONFIG ?= deploy/dev.toml
+BUF ?= npx -y @bufbuild/buf
+
+.PHONY: run build test lint fmt fmt-check clippy proto-deps buf-lint buf-build token clean
+
+## Builds and starts both services on the embedded default (SQLite under ./data); Ctrl-C stops both.
+run: build
+	@mkdir -p data
+	@target/debug/conversation-service --config $(CONFIG) & c=$$!; \
+	 target/debug/message-service --config $(CONFIG) & m=$$!; \
+	 trap 'kill $$c $$m 2>/dev/null' INT TERM; \
+	 wait -n $$c $$m; status=$$?; kill $$c $$m 2>/dev/null; wait; exit $$status
+
+build:
+	$(CARGO) build --workspace --bins
+
+## Runs the whole suite: unit, store and end-to-end tests on SQLite and PostgreSQL.
+## Set CI=true to fail (not skip) when PostgreSQL is unreachable.
+test:
+	$(CARGO) test --workspace --all-targets
+
+lint: fmt-check clippy buf-lint
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Copies the googleapis protos that proto/ imports into target/proto-deps for buf.
+proto-deps:
+	@$(CARGO) run -q -p messaging-proto --bin proto-deps -- target/proto-deps >/dev/null
+
+buf-lint: proto-deps
+	$(BUF) lint
+
+buf-build: proto-deps
+	$(BUF) build -o /dev/null
+
+## make token TENANT=acme USER=alice [ROLES="--admin"]
+token:
+	@$(CARGO) run -q -p messagingctl -- --config $(CONFIG) token --tenant $(TENANT) --user $(USER) $(ROLES)
+
+clean:
+	rm -rf data target/proto-deps

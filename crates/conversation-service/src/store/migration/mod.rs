@@ -1,0 +1,15 @@
+//! This service's migrations, run at start-up against its own schema or SQLite file.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+/// Applies the migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

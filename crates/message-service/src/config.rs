@@ -1,0 +1,53 @@
+//! message-service settings: the shared sections (`mode`, `auth`, `telemetry`) and its own
+//! `[message_service]` section. See the README's configuration reference.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use messaging_platform::auth::AuthSettings;
+use messaging_platform::config::{DatabaseSettings, Mode, Secret, TelemetrySettings};
+use serde::Deserialize;
+
+/// Everything the binary reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `development` or `production` (default).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Token verification.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// Logging.
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+    /// This service's own section.
+    #[serde(default)]
+    pub message_service: ServiceSettings,
+}
+
+/// The `[message_service]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServiceSettings {
+    /// Address to listen on; default `127.0.0.1:50052`.
+    pub listen: SocketAddr,
+    /// Database; default `sqlite://data/message.db`.
+    pub database: DatabaseSettings,
+    /// conversation-service's address; default `http://127.0.0.1:50051`.
+    pub conversation_service_url: String,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            database: DatabaseSettings {
+                url: Secret::new("sqlite://data/message.db"),
+                schema: None,
+                max_connections: 16,
+                connect_timeout: Duration::from_secs(10),
+            },
+            conversation_service_url: "http://127.0.0.1:50051".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The message-service binary: `message-service [--config FILE]`.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config_file = messaging_platform::config::file_argument("message-service")?;
+    let settings: message_service::config::Settings =
+        messaging_platform::config::load(config_file.as_deref())?;
+    messaging_platform::telemetry::init(&settings.telemetry);
+    let listener = tokio::net::TcpListener::bind(settings.message_service.listen).await?;
+    message_service::run(
+        settings,
+        listener,
+        messaging_platform::server::shutdown_signal(),
+    )
+    .await
+}

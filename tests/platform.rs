@@ -1,1 +1,185 @@
+//! What both services share, over real gRPC: health, reflection (v1 and v1alpha), and
+//! authentication in front of message-service's not-yet-implemented RPCs.
 
+use std::time::Duration;
+
+use messaging_e2e::{Backend, ConversationHarness, Headers, RunningServer, TestDatabase, issuer};
+use messaging_platform::auth::AuthSettings;
+use messaging_platform::config::{Mode, Secret};
+use messaging_proto::message::v1 as message;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+async fn start_message_service(database: &TestDatabase) -> RunningServer {
+    let settings = message_service::config::Settings {
+        mode: Mode::Production,
+        auth: messaging_e2e::auth_settings(),
+        telemetry: Default::default(),
+        message_service: message_service::config::ServiceSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            database: database.settings.clone(),
+            ..Default::default()
+        },
+    };
+    RunningServer::start(move |listener, shutdown| {
+        message_service::run(settings, listener, async move {
+            let _ = shutdown.await;
+        })
+    })
+    .await
+}
+
+async fn health(server: &RunningServer, service: &str) -> i32 {
+    let mut client = HealthClient::new(server.channel().await);
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    client
+        .check(request)
+        .await
+        .expect("health")
+        .into_inner()
+        .status
+}
+
+async fn listed_services(server: &RunningServer) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses.next().await.expect("a response").expect("ok");
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            let mut names: Vec<String> = list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect();
+            names.sort();
+            names
+        }
+        other => panic!("unexpected reflection response {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn health_and_reflection_on_both_services() {
+    let conversation = ConversationHarness::start(Backend::Sqlite).await;
+    let database = TestDatabase::new(Backend::Sqlite);
+    let messages = start_message_service(&database).await;
+
+    assert_eq!(
+        health(&conversation.server, "").await,
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        health(&conversation.server, conversation_service::SERVICE_NAME).await,
+        ServingStatus::Serving as i32
+    );
+    for name in message_service::SERVICE_NAMES {
+        assert_eq!(health(&messages, name).await, ServingStatus::Serving as i32);
+    }
+    assert_eq!(
+        listed_services(&conversation.server).await,
+        vec![
+            "grpc.health.v1.Health",
+            "messaging.conversation.v1.ConversationService"
+        ]
+    );
+    assert_eq!(
+        listed_services(&messages).await,
+        vec![
+            "grpc.health.v1.Health",
+            "messaging.message.v1.ComplianceService",
+            "messaging.message.v1.MessageService"
+        ]
+    );
+    // A graceful stop completes.
+    messages.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn message_service_authenticates_before_answering() {
+    use message::message_service_client::MessageServiceClient;
+    let database = TestDatabase::new(Backend::Sqlite);
+    let server = start_message_service(&database).await;
+    let mut anonymous =
+        MessageServiceClient::with_interceptor(server.channel().await, Headers::none());
+    let status = anonymous
+        .get_unread_counts(message::GetUnreadCountsRequest::default())
+        .await
+        .expect_err("anonymous");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let token = issuer()
+        .issue("acme", "alice", &[], Duration::from_secs(60))
+        .expect("token");
+    let mut alice =
+        MessageServiceClient::with_interceptor(server.channel().await, Headers::bearer(&token));
+    let status = alice
+        .get_unread_counts(message::GetUnreadCountsRequest::default())
+        .await
+        .expect_err("not yet");
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[test]
+fn production_refuses_the_development_secret_and_missing_keys() {
+    use messaging_platform::Authenticator;
+    let development = AuthSettings {
+        hs256_secret: Some(Secret::new(
+            messaging_platform::auth::DEVELOPMENT_HS256_SECRET,
+        )),
+        ..Default::default()
+    };
+    assert!(Authenticator::from_settings(&development, Mode::Development).is_ok());
+    let error = Authenticator::from_settings(&development, Mode::Production).expect_err("refused");
+    assert!(error.to_string().contains("development secret"), "{error}");
+    let short = AuthSettings {
+        hs256_secret: Some(Secret::new("short")),
+        ..Default::default()
+    };
+    assert!(Authenticator::from_settings(&short, Mode::Production).is_err());
+    let none = AuthSettings::default();
+    let error = Authenticator::from_settings(&none, Mode::Production).expect_err("no keys");
+    assert!(
+        error.to_string().contains("no token verification key"),
+        "{error}"
+    );
+}
+
+#[test]
+fn configuration_layers_file_then_environment() {
+    let folder = tempfile::tempdir().expect("folder");
+    let file = folder.path().join("config.toml");
+    std::fs::write(
+        &file,
+        "mode = \"development\"\n[conversation_service]\nlisten = \"127.0.0.1:6000\"\nmax_participants = 7\n",
+    )
+    .expect("write");
+    let settings: conversation_service::config::Settings =
+        messaging_platform::config::load(Some(&file)).expect("load");
+    assert_eq!(settings.mode, Mode::Development);
+    assert_eq!(settings.conversation_service.listen.port(), 6000);
+    assert_eq!(settings.conversation_service.max_participants, 7);
+    // Defaults fill what the file leaves out.
+    assert_eq!(
+        settings.conversation_service.undelete_window,
+        Duration::from_secs(30 * 24 * 3600)
+    );
+    assert_eq!(
+        format!("{:?}", settings.conversation_service.database.url),
+        "Secret([redacted])"
+    );
+}

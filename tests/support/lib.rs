@@ -1,1 +1,389 @@
+//! Test support: starts the real services on `127.0.0.1:0` against a real database (a fresh
+//! SQLite file, or a fresh PostgreSQL schema) and hands out authenticated clients.
+//!
+//! PostgreSQL comes from `MESSAGING_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL
+//! variants skip with a message, except under `CI=true`, where they fail.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use messaging_platform::auth::{AuthSettings, TokenIssuer};
+use messaging_platform::config::{DatabaseSettings, Mode, Secret, TelemetrySettings};
+use messaging_proto::conversation::v1::conversation_service_client::ConversationServiceClient;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The HS256 secret of every test deployment (production mode, so the real checks apply).
+pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-production-mode";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A fresh schema on the test PostgreSQL server.
+    Postgres,
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend, as
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::postgres_or_skip().await {
+                        super::$name($crate::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+fn postgres_url() -> String {
+    std::env::var("MESSAGING_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Whether PostgreSQL tests should run: true when reachable; when not, false outside CI and a
+/// panic under `CI=true`.
+pub async fn postgres_or_skip() -> bool {
+    let reachable = tokio::time::timeout(
+        Duration::from_secs(5),
+        sea_orm::Database::connect(postgres_url()),
+    )
+    .await
+    .map(|result| result.is_ok())
+    .unwrap_or(false);
+    if reachable {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |value| value != "true"),
+        "PostgreSQL at {} is unreachable and CI=true: PostgreSQL tests must run",
+        postgres_url()
+    );
+    eprintln!(
+        "skipping: PostgreSQL at {} is unreachable (set CI=true to fail instead)",
+        postgres_url()
+    );
+    false
+}
+
+/// A database for one test, removed when dropped.
+pub struct TestDatabase {
+    /// Settings pointing at it.
+    pub settings: DatabaseSettings,
+    _folder: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl TestDatabase {
+    /// A fresh database for `backend`.
+    pub fn new(backend: Backend) -> Self {
+        let connect_timeout = Duration::from_secs(10);
+        match backend {
+            Backend::Sqlite => {
+                let folder = tempfile::tempdir().expect("temporary folder");
+                let path = folder.path().join("test.db");
+                Self {
+                    settings: DatabaseSettings {
+                        url: Secret::new(format!("sqlite://{}", path.display())),
+                        schema: None,
+                        max_connections: 1,
+                        connect_timeout,
+                    },
+                    _folder: Some(folder),
+                    schema: None,
+                }
+            }
+            Backend::Postgres => {
+                let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+                Self {
+                    settings: DatabaseSettings {
+                        url: Secret::new(postgres_url()),
+                        schema: Some(schema.clone()),
+                        max_connections: 8,
+                        connect_timeout,
+                    },
+                    _folder: None,
+                    schema: Some(schema),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; use a thread with its own to clean up.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                use sea_orm::ConnectionTrait;
+                let connection = sea_orm::Database::connect(postgres_url()).await.ok()?;
+                connection
+                    .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .await
+                    .ok()?;
+                connection.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The auth settings every test server uses.
+pub fn auth_settings() -> AuthSettings {
+    AuthSettings {
+        hs256_secret: Some(Secret::new(TEST_SECRET)),
+        ..AuthSettings::default()
+    }
+}
+
+/// Signs test tokens.
+pub fn issuer() -> TokenIssuer {
+    TokenIssuer::from_settings(&auth_settings()).expect("issuer")
+}
+
+/// A running server; stopped when dropped.
+pub struct RunningServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Binds `127.0.0.1:0`, starts `run` on it and waits (with a deadline) until health
+    /// answers SERVING.
+    pub async fn start<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (shutdown, receiver) = tokio::sync::oneshot::channel();
+        let mut task = tokio::spawn(run(listener, receiver));
+        // The listener is bound already, so a health check simply waits until the server
+        // serves; it fails fast if the server exits instead.
+        let url = format!("http://{address}");
+        let check = async move {
+            let channel = Channel::from_shared(url)
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect");
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            HealthClient::new(channel)
+                .check(request)
+                .await
+                .expect("health check")
+                .into_inner()
+        };
+        tokio::select! {
+            result = &mut task => panic!("server exited during start-up: {result:?}"),
+            response = tokio::time::timeout(Duration::from_secs(60), check) => {
+                let response = response.expect("server not serving within 60 s");
+                assert_eq!(response.status, ServingStatus::Serving as i32);
+            }
+        }
+        Self {
+            address,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    /// `http://address`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A plain channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Adds fixed metadata (a bearer token, service headers) to every call.
+#[derive(Clone)]
+pub struct Headers(Vec<(&'static str, AsciiMetadataValue)>);
+
+impl Headers {
+    /// `authorization: Bearer <token>`.
+    pub fn bearer(token: &str) -> Self {
+        Self(vec![(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii token"),
+        )])
+    }
+
+    /// No metadata at all.
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Adds one more header.
+    pub fn with(mut self, name: &'static str, value: &str) -> Self {
+        self.0.push((name, value.parse().expect("ascii header")));
+        self
+    }
+
+    fn apply(&self, metadata: &mut MetadataMap) {
+        for (name, value) in &self.0 {
+            metadata.insert(*name, value.clone());
+        }
+    }
+}
+
+impl Interceptor for Headers {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        self.apply(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+/// A ConversationService client that sends `headers`.
+pub type ConversationClient = ConversationServiceClient<InterceptedService<Channel, Headers>>;
+
+/// A conversation-service with its database.
+pub struct ConversationHarness {
+    /// The server.
+    pub server: RunningServer,
+    /// Its database (kept alive for the test).
+    pub database: TestDatabase,
+    channel: Channel,
+}
+
+/// conversation-service settings for tests, on `database`.
+pub fn conversation_settings(database: &TestDatabase) -> conversation_service::config::Settings {
+    conversation_service::config::Settings {
+        mode: Mode::Production,
+        auth: auth_settings(),
+        telemetry: TelemetrySettings::default(),
+        conversation_service: conversation_service::config::ServiceSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            database: database.settings.clone(),
+            ..Default::default()
+        },
+    }
+}
+
+impl ConversationHarness {
+    /// Starts conversation-service on a fresh database of `backend`.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Same, with settings adjusted by `adjust`.
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut conversation_service::config::Settings),
+    ) -> Self {
+        let database = TestDatabase::new(backend);
+        let mut settings = conversation_settings(&database);
+        adjust(&mut settings);
+        let server = RunningServer::start(move |listener, shutdown| {
+            conversation_service::run(settings, listener, async move {
+                let _ = shutdown.await;
+            })
+        })
+        .await;
+        let channel = server.channel().await;
+        Self {
+            server,
+            database,
+            channel,
+        }
+    }
+
+    /// A client acting as `user` of `tenant`.
+    pub fn client(&self, tenant: &str, user: &str) -> ConversationClient {
+        self.client_with_roles(tenant, user, &[])
+    }
+
+    /// A client acting as `user` of `tenant` with token roles.
+    pub fn client_with_roles(
+        &self,
+        tenant: &str,
+        user: &str,
+        roles: &[&str],
+    ) -> ConversationClient {
+        let token = issuer()
+            .issue(tenant, user, roles, Duration::from_secs(600))
+            .expect("token");
+        self.client_with_headers(Headers::bearer(&token))
+    }
+
+    /// A client sending exactly `headers`.
+    pub fn client_with_headers(&self, headers: Headers) -> ConversationClient {
+        ConversationServiceClient::with_interceptor(self.channel.clone(), headers)
+    }
+}
+
+/// The field names of a status's `BadRequest` field violations.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| {
+            bad_request
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}

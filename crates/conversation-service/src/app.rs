@@ -657,12 +657,7 @@ impl Conversations {
         user: &str,
     ) -> ApiResult<ConversationView> {
         if user == caller.user_id {
-            self.leave(caller, id).await?;
-            return self.get(caller, id).await.or_else(|error| match error {
-                // After leaving a group the caller cannot see it any more.
-                ApiError::NotFound(_) => Err(ApiError::NotFound("conversation")),
-                other => Err(other),
-            });
+            return self.leave(caller, id).await;
         }
         let transaction = self.db.begin().await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
@@ -840,8 +835,8 @@ impl Conversations {
         Ok(row)
     }
 
-    /// LeaveConversation.
-    pub async fn leave(&self, caller: &Caller, id: Uuid) -> ApiResult<()> {
+    /// LeaveConversation: returns the conversation as it is after the caller left.
+    pub async fn leave(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
         let transaction = self.db.begin().await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         let participant = loaded
@@ -873,9 +868,10 @@ impl Conversations {
             at,
         )
         .await?;
-        store::save_conversation(&transaction, loaded.row).await?;
+        loaded.row = store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
-        Ok(())
+        loaded.participant = None;
+        loaded.view(None)
     }
 
     /// TransferOwnership: the new owner must participate; the old owner becomes ADMIN.

@@ -362,7 +362,7 @@ impl TokenIssuer {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
-        let claims = Claims {
+        self.sign(&Claims {
             sub: user.to_owned(),
             tenant_id: tenant.to_owned(),
             exp: now + lifetime.as_secs(),
@@ -370,10 +370,14 @@ impl TokenIssuer {
             roles: roles.iter().map(|role| (*role).to_owned()).collect(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-        };
+        })
+    }
+
+    /// Signs arbitrary claims (tests use it for expired tokens).
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &claims,
+            claims,
             &self.key,
         )?)
     }

@@ -160,7 +160,7 @@ fn production_refuses_the_development_secret_and_missing_keys() {
 }
 
 #[test]
-fn configuration_layers_file_then_environment() {
+fn configuration_file_overrides_defaults() {
     let folder = tempfile::tempdir().expect("folder");
     let file = folder.path().join("config.toml");
     std::fs::write(

@@ -6,7 +6,10 @@ async fn main() -> anyhow::Result<()> {
     let settings: conversation_service::config::Settings =
         messaging_platform::config::load(config_file.as_deref())?;
     messaging_platform::telemetry::init(&settings.telemetry);
-    let listener = tokio::net::TcpListener::bind(settings.conversation_service.listen).await?;
+    let address = settings.conversation_service.listen;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?;
     conversation_service::run(
         settings,
         listener,

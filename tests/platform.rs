@@ -13,21 +13,11 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 async fn start_message_service(database: &TestDatabase) -> RunningServer {
-    let settings = message_service::config::Settings {
-        mode: Mode::Production,
-        auth: messaging_e2e::auth_settings(),
-        telemetry: Default::default(),
-        message_service: message_service::config::ServiceSettings {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            database: database.settings.clone(),
-            ..Default::default()
-        },
-    };
-    RunningServer::start(move |listener, shutdown| {
-        message_service::run(settings, listener, async move {
-            let _ = shutdown.await;
-        })
-    })
+    // No conversation-service behind it: these tests stop at authentication and health.
+    messaging_e2e::start_message_service(messaging_e2e::message_settings(
+        database,
+        "http://127.0.0.1:9",
+    ))
     .await
 }
 
@@ -118,7 +108,7 @@ async fn message_service_authenticates_before_answering() {
     let mut anonymous =
         MessageServiceClient::with_interceptor(server.channel().await, Headers::none());
     let status = anonymous
-        .get_unread_counts(message::GetUnreadCountsRequest::default())
+        .search_messages(message::SearchMessagesRequest::default())
         .await
         .expect_err("anonymous");
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -128,7 +118,7 @@ async fn message_service_authenticates_before_answering() {
     let mut alice =
         MessageServiceClient::with_interceptor(server.channel().await, Headers::bearer(&token));
     let status = alice
-        .get_unread_counts(message::GetUnreadCountsRequest::default())
+        .search_messages(message::SearchMessagesRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(status.code(), Code::Unimplemented);

@@ -387,3 +387,81 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// A MessageService client that sends `headers`.
+pub type MessageClient = messaging_proto::message::v1::message_service_client::MessageServiceClient<
+    InterceptedService<Channel, Headers>,
+>;
+
+/// message-service settings for tests: on `database`, asking conversation-service at `url`.
+pub fn message_settings(database: &TestDatabase, url: &str) -> message_service::config::Settings {
+    message_service::config::Settings {
+        mode: Mode::Production,
+        auth: auth_settings(),
+        telemetry: TelemetrySettings::default(),
+        message_service: message_service::config::ServiceSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            database: database.settings.clone(),
+            conversation_service_url: url.to_owned(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Starts message-service with `settings`.
+pub async fn start_message_service(settings: message_service::config::Settings) -> RunningServer {
+    RunningServer::start(move |listener, shutdown| {
+        message_service::run(settings, listener, async move {
+            let _ = shutdown.await;
+        })
+    })
+    .await
+}
+
+/// Both services, each on its own database of the same backend.
+pub struct MessagingHarness {
+    /// conversation-service.
+    pub conversations: ConversationHarness,
+    /// message-service.
+    pub messages: RunningServer,
+    /// message-service's database.
+    pub message_database: TestDatabase,
+    channel: Channel,
+}
+
+impl MessagingHarness {
+    /// Starts both on `backend`.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Same, with message-service settings adjusted by `adjust`.
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut message_service::config::Settings),
+    ) -> Self {
+        let conversations = ConversationHarness::start(backend).await;
+        let message_database = TestDatabase::new(backend);
+        let mut settings = message_settings(&message_database, &conversations.server.url());
+        adjust(&mut settings);
+        let messages = start_message_service(settings).await;
+        let channel = messages.channel().await;
+        Self {
+            conversations,
+            messages,
+            message_database,
+            channel,
+        }
+    }
+
+    /// A MessageService client acting as `user` of `tenant`.
+    pub fn client(&self, tenant: &str, user: &str) -> MessageClient {
+        let token = issuer()
+            .issue(tenant, user, &[], Duration::from_secs(600))
+            .expect("token");
+        messaging_proto::message::v1::message_service_client::MessageServiceClient::with_interceptor(
+            self.channel.clone(),
+            Headers::bearer(&token),
+        )
+    }
+}

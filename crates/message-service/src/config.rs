@@ -35,6 +35,22 @@ pub struct ServiceSettings {
     pub database: DatabaseSettings,
     /// conversation-service's address; default `http://127.0.0.1:50051`.
     pub conversation_service_url: String,
+    /// Deadline of each call to conversation-service; default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub conversation_service_timeout: Duration,
+    /// How long permission answers are cached: the longest a removed participant keeps
+    /// access; default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub permission_cache_ttl: Duration,
+    /// A `service` token for conversation-service; by default one is minted from
+    /// `auth.hs256_secret`.
+    pub service_token: Option<Secret>,
+    /// Largest message body (text or ciphertext), in bytes; default 16 KiB.
+    pub max_body_bytes: usize,
+    /// How long after sending a message its author may edit it; unset (the default) means
+    /// always.
+    #[serde(with = "humantime_serde")]
+    pub edit_window: Option<Duration>,
 }
 
 impl Default for ServiceSettings {
@@ -48,6 +64,11 @@ impl Default for ServiceSettings {
                 connect_timeout: Duration::from_secs(10),
             },
             conversation_service_url: "http://127.0.0.1:50051".to_owned(),
+            conversation_service_timeout: Duration::from_secs(2),
+            permission_cache_ttl: Duration::from_secs(2),
+            service_token: None,
+            max_body_bytes: 16 * 1024,
+            edit_window: None,
         }
     }
 }

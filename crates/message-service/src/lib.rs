@@ -2,7 +2,10 @@
 //! compliance. It owns its own schema and asks conversation-service, over gRPC, whether a
 //! caller may act in a conversation.
 
+pub mod app;
+pub mod client;
 pub mod config;
+pub mod domain;
 pub mod grpc;
 pub mod store;
 
@@ -15,7 +18,10 @@ use messaging_proto::message::v1::message_service_server::MessageServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
+use crate::app::{Messages, Policy};
+use crate::client::{ConversationGate, ServiceCredentials};
 use crate::config::Settings;
+use messaging_platform::auth::TokenIssuer;
 
 /// The fully qualified gRPC service names, as health checks report them.
 pub const SERVICE_NAMES: [&str; 2] = [
@@ -30,9 +36,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let authenticator = Arc::new(Authenticator::from_settings(&settings.auth, settings.mode)?);
-    let _db = store::connect(&settings.message_service.database).await?;
+    let service = &settings.message_service;
+    let db = store::connect(&service.database).await?;
+    let credentials = match (&service.service_token, &settings.auth.hs256_secret) {
+        (Some(token), _) => ServiceCredentials::Token(token.clone()),
+        (None, Some(_)) => ServiceCredentials::Minted(TokenIssuer::from_settings(&settings.auth)?),
+        (None, None) => anyhow::bail!(
+            "message_service.service_token is required when auth.hs256_secret is not set"
+        ),
+    };
+    let gate = ConversationGate::new(
+        &service.conversation_service_url,
+        credentials,
+        service.permission_cache_ttl,
+        service.conversation_service_timeout,
+    )?;
+    let app = Messages::new(
+        db,
+        gate,
+        Policy {
+            max_body_bytes: service.max_body_bytes,
+            edit_window: service.edit_window,
+        },
+    );
     let routes = Routes::new(MessageServiceServer::with_interceptor(
-        grpc::MessageGrpc,
+        grpc::MessageGrpc::new(app),
         authenticator.interceptor(),
     ))
     .add_service(ComplianceServiceServer::with_interceptor(

@@ -1,15 +1,36 @@
-//! The gRPC adapters. Every RPC of the v1 contract is declared; until each is implemented it
-//! answers UNIMPLEMENTED (after authentication, so a bad token is still UNAUTHENTICATED).
+//! The gRPC adapters: field validation and conversion around the use cases. RPCs of later
+//! releases (search, streams, attachments, compliance) keep the generated UNIMPLEMENTED
+//! answer, after authentication.
 
+use std::collections::{BTreeMap, HashSet};
+
+use messaging_platform::time::{from_timestamp, to_optional_timestamp, to_timestamp};
+use messaging_platform::validate::{page_size, principal_id, resource_id};
+use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
+use messaging_proto::message::v1 as pb;
 use messaging_proto::message::v1::compliance_service_server::ComplianceService;
 use messaging_proto::message::v1::message_service_server::MessageService;
+use tonic::{Request, Response, Status};
+
+use crate::app::{self, Edit, ListRequest, MessageView, Messages, NewMessage, Start};
+use crate::domain::{self, Content};
+use crate::store::{MessageFilter, ReadStateRow};
+
+/// Default and largest page of messages, revisions and reactions.
+const PAGE: (u64, u64) = (50, 200);
 
 /// `messaging.message.v1.MessageService`.
-#[derive(Debug, Clone, Default)]
-pub struct MessageGrpc;
+#[derive(Debug, Clone)]
+pub struct MessageGrpc {
+    app: Messages,
+}
 
-#[tonic::async_trait]
-impl MessageService for MessageGrpc {}
+impl MessageGrpc {
+    /// The adapter over `app`.
+    pub fn new(app: Messages) -> Self {
+        Self { app }
+    }
+}
 
 /// `messaging.message.v1.ComplianceService`.
 #[derive(Debug, Clone, Default)]
@@ -17,3 +38,637 @@ pub struct ComplianceGrpc;
 
 #[tonic::async_trait]
 impl ComplianceService for ComplianceGrpc {}
+
+fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+fn content_to_proto(content: Option<Content>) -> Option<pb::message::Content> {
+    content.map(|content| match content {
+        Content::Text(text) => pb::message::Content::Text(text),
+        Content::Encrypted {
+            ciphertext,
+            algorithm,
+            key_id,
+        } => pb::message::Content::Encrypted(pb::EncryptedPayload {
+            ciphertext,
+            algorithm,
+            key_id,
+            search_tokens: Vec::new(),
+        }),
+    })
+}
+
+fn message_to_proto(view: MessageView) -> pb::Message {
+    let row = view.row;
+    let content = app::row_content(
+        &row.content_kind,
+        &row.text,
+        &row.ciphertext,
+        &row.cipher_algorithm,
+        &row.cipher_key_id,
+    );
+    pb::Message {
+        message_id: row.id.to_string(),
+        conversation_id: row.conversation_id.to_string(),
+        sequence: row.sequence,
+        sender_id: row.sender_id,
+        content: content_to_proto(content),
+        parent_id: row.parent_id.map(|id| id.to_string()).unwrap_or_default(),
+        mention_ids: serde_json::from_str(&row.mention_ids).unwrap_or_default(),
+        metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
+        attachments: Vec::new(),
+        reactions: view
+            .reactions
+            .into_iter()
+            .map(|reaction| pb::ReactionSummary {
+                emoji: reaction.emoji,
+                count: i32::try_from(reaction.count).unwrap_or(i32::MAX),
+                reacted_by_caller: reaction.mine,
+            })
+            .collect(),
+        reply_count: row.reply_count,
+        last_reply_time: to_optional_timestamp(row.last_reply_at),
+        create_time: Some(to_timestamp(row.created_at)),
+        edit_time: to_optional_timestamp(row.edited_at),
+        delete_time: to_optional_timestamp(row.deleted_at),
+        request_id: row.request_id.unwrap_or_default(),
+    }
+}
+
+fn read_state_to_proto(row: ReadStateRow) -> pb::ReadState {
+    pb::ReadState {
+        user_id: row.user_id,
+        last_read_sequence: row.last_read_sequence,
+        update_time: Some(to_timestamp(row.updated_at)),
+    }
+}
+
+fn summaries_to_proto(reactions: Vec<app::ReactionSummary>) -> Vec<pb::ReactionSummary> {
+    reactions
+        .into_iter()
+        .map(|reaction| pb::ReactionSummary {
+            emoji: reaction.emoji,
+            count: i32::try_from(reaction.count).unwrap_or(i32::MAX),
+            reacted_by_caller: reaction.mine,
+        })
+        .collect()
+}
+
+fn encrypted(
+    violations: &mut FieldViolations,
+    field: &str,
+    payload: &pb::EncryptedPayload,
+    max: usize,
+) -> Option<Content> {
+    violations.check(domain::encrypted(
+        field,
+        &payload.ciphertext,
+        &payload.algorithm,
+        &payload.key_id,
+        max,
+    ))
+}
+
+fn mentions(violations: &mut FieldViolations, field: &str, ids: &[String]) -> Vec<String> {
+    if ids.len() > domain::MAX_MENTIONS {
+        violations.add(field, format!("at most {} mentions", domain::MAX_MENTIONS));
+        return Vec::new();
+    }
+    let mut seen = HashSet::new();
+    ids.iter()
+        .enumerate()
+        .filter_map(|(index, id)| violations.check(principal_id(&format!("{field}[{index}]"), id)))
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
+/// Validates the (conversation, message) pair most RPCs take.
+fn ids(conversation: &str, message: &str) -> ApiResult<(uuid::Uuid, uuid::Uuid)> {
+    let mut violations = FieldViolations::new();
+    let conversation = violations.check(resource_id("conversation_id", conversation));
+    let message = violations.check(resource_id("message_id", message));
+    match (conversation, message) {
+        (Some(conversation), Some(message)) => Ok((conversation, message)),
+        _ => Err(violations.into_error()),
+    }
+}
+
+fn conversation_id(value: &str) -> ApiResult<uuid::Uuid> {
+    resource_id("conversation_id", value)
+        .map_err(|violation| ApiError::InvalidArgument(vec![violation]))
+}
+
+fn emoji(value: &str) -> ApiResult<String> {
+    domain::emoji("emoji", value).map_err(|violation| ApiError::InvalidArgument(vec![violation]))
+}
+
+#[tonic::async_trait]
+impl MessageService for MessageGrpc {
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let max = self.app.policy().max_body_bytes;
+                let mut violations = FieldViolations::new();
+                let conversation =
+                    violations.check(resource_id("conversation_id", &request.conversation_id));
+                let content = match &request.content {
+                    Some(pb::send_message_request::Content::Text(text)) if !text.is_empty() => {
+                        violations
+                            .check(domain::text("text", text, max))
+                            .map(Content::Text)
+                    }
+                    Some(pb::send_message_request::Content::Encrypted(payload)) => {
+                        encrypted(&mut violations, "encrypted", payload, max)
+                    }
+                    _ => None,
+                };
+                let empty_text = match &request.content {
+                    None => true,
+                    Some(pb::send_message_request::Content::Text(text)) => text.is_empty(),
+                    Some(pb::send_message_request::Content::Encrypted(_)) => false,
+                };
+                if empty_text && request.attachment_ids.is_empty() {
+                    violations.add("text", "required unless attachments are sent");
+                }
+                if !request.attachment_ids.is_empty() {
+                    violations.add(
+                        "attachment_ids",
+                        "no such attachment: attachments are not available in this release",
+                    );
+                }
+                let parent = if request.parent_id.is_empty() {
+                    None
+                } else {
+                    violations.check(resource_id("parent_id", &request.parent_id))
+                };
+                let mentions = mentions(&mut violations, "mention_ids", &request.mention_ids);
+                let metadata = violations.check(domain::metadata("metadata", &request.metadata));
+                let request_id =
+                    (!request.request_id.is_empty()).then(|| request.request_id.clone());
+                if request.request_id.chars().count() > domain::MAX_REQUEST_ID_CHARS
+                    || request.request_id.chars().any(char::is_control)
+                {
+                    violations.add(
+                        "request_id",
+                        "must be at most 128 characters, no control characters",
+                    );
+                }
+                let (Some(conversation), Some(metadata)) = (conversation, metadata) else {
+                    return Err(violations.into_error());
+                };
+                violations.finish()?;
+                let new = NewMessage {
+                    conversation,
+                    content,
+                    parent,
+                    mentions,
+                    metadata,
+                    request_id,
+                };
+                let view = self.app.send(&caller, new).await?;
+                Ok(pb::SendMessageResponse {
+                    message: Some(message_to_proto(view)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_message(
+        &self,
+        request: Request<pb::GetMessageRequest>,
+    ) -> Result<Response<pb::GetMessageResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let (conversation, message) = ids(
+                    &request.get_ref().conversation_id,
+                    &request.get_ref().message_id,
+                )?;
+                let view = self.app.get(&caller, conversation, message).await?;
+                Ok(pb::GetMessageResponse {
+                    message: Some(message_to_proto(view)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let mut violations = FieldViolations::new();
+                let conversation =
+                    violations.check(resource_id("conversation_id", &request.conversation_id));
+                let size =
+                    violations.check(page_size("page_size", request.page_size, PAGE.0, PAGE.1));
+                if request.start_sequence < 0 {
+                    violations.add("start_sequence", "must not be negative");
+                }
+                let start = match pb::ListDirection::try_from(request.direction) {
+                    Ok(pb::ListDirection::Around) => violations
+                        .check(resource_id("around_message_id", &request.around_message_id))
+                        .map(Start::Around),
+                    Ok(pb::ListDirection::Forward) if request.start_sequence > 0 => {
+                        Some(Start::ForwardFrom(request.start_sequence))
+                    }
+                    Ok(pb::ListDirection::Forward) => Some(Start::Oldest),
+                    Ok(pb::ListDirection::Backward | pb::ListDirection::Unspecified)
+                        if request.start_sequence > 0 =>
+                    {
+                        Some(Start::BackwardFrom(request.start_sequence))
+                    }
+                    Ok(_) => Some(Start::Newest),
+                    Err(_) => {
+                        violations.add("direction", "unknown direction");
+                        None
+                    }
+                };
+                let sender = if request.sender_id.is_empty() {
+                    None
+                } else {
+                    violations.check(principal_id("sender_id", &request.sender_id))
+                };
+                let thread = if request.thread_id.is_empty() {
+                    None
+                } else {
+                    violations.check(resource_id("thread_id", &request.thread_id))
+                };
+                let mut time = |field: &str, value: &Option<prost_types::Timestamp>| {
+                    value.as_ref().and_then(|timestamp| {
+                        let parsed = from_timestamp(timestamp);
+                        if parsed.is_none() {
+                            violations.add(field, "is not a valid timestamp");
+                        }
+                        parsed
+                    })
+                };
+                let start_time = time("start_time", &request.start_time);
+                let end_time = time("end_time", &request.end_time);
+                let (Some(conversation), Some(page_size), Some(start)) =
+                    (conversation, size, start)
+                else {
+                    return Err(violations.into_error());
+                };
+                violations.finish()?;
+                let list = ListRequest {
+                    conversation,
+                    start,
+                    filter: MessageFilter {
+                        sender,
+                        thread,
+                        has_attachments: request.has_attachments,
+                        start: start_time,
+                        end: end_time,
+                    },
+                    page_size,
+                    page_token: request.page_token.clone(),
+                };
+                let page = self.app.list(&caller, &list).await?;
+                Ok(pb::ListMessagesResponse {
+                    messages: page.messages.into_iter().map(message_to_proto).collect(),
+                    next_page_token: page.next_page_token,
+                    previous_page_token: page.previous_page_token,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn update_message(
+        &self,
+        request: Request<pb::UpdateMessageRequest>,
+    ) -> Result<Response<pb::UpdateMessageResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let (conversation, message) = ids(&request.conversation_id, &request.message_id)?;
+                let max = self.app.policy().max_body_bytes;
+                let mut violations = FieldViolations::new();
+                let paths: Vec<&str> = match &request.update_mask {
+                    Some(mask) if !mask.paths.is_empty() => {
+                        mask.paths.iter().map(String::as_str).collect()
+                    }
+                    _ => vec!["content"],
+                };
+                let mut edit = Edit::default();
+                for path in paths {
+                    match path {
+                        "content" => {
+                            edit.content = match &request.content {
+                                Some(pb::update_message_request::Content::Text(text))
+                                    if !text.is_empty() =>
+                                {
+                                    violations
+                                        .check(domain::text("text", text, max))
+                                        .map(Content::Text)
+                                }
+                                Some(pb::update_message_request::Content::Encrypted(payload)) => {
+                                    encrypted(&mut violations, "encrypted", payload, max)
+                                }
+                                _ => {
+                                    violations
+                                        .add("text", "required: to remove a message, delete it");
+                                    None
+                                }
+                            }
+                        }
+                        "metadata" => {
+                            edit.metadata = violations
+                                .check(domain::metadata("metadata", &request.metadata))
+                                .map(|m: BTreeMap<_, _>| m)
+                        }
+                        "mention_ids" => {
+                            edit.mentions = Some(mentions(
+                                &mut violations,
+                                "mention_ids",
+                                &request.mention_ids,
+                            ))
+                        }
+                        other => violations.add(
+                            "update_mask",
+                            format!("unknown path {other:?}: use content, metadata, mention_ids"),
+                        ),
+                    }
+                }
+                violations.finish()?;
+                let view = self
+                    .app
+                    .update(&caller, conversation, message, edit)
+                    .await?;
+                Ok(pb::UpdateMessageResponse {
+                    message: Some(message_to_proto(view)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> Result<Response<pb::DeleteMessageResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let (conversation, message) = ids(
+                    &request.get_ref().conversation_id,
+                    &request.get_ref().message_id,
+                )?;
+                let view = self.app.delete(&caller, conversation, message).await?;
+                Ok(pb::DeleteMessageResponse {
+                    message: Some(message_to_proto(view)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn list_message_revisions(
+        &self,
+        request: Request<pb::ListMessageRevisionsRequest>,
+    ) -> Result<Response<pb::ListMessageRevisionsResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let (conversation, message) = ids(&request.conversation_id, &request.message_id)?;
+                let size = page_size("page_size", request.page_size, PAGE.0, PAGE.1)
+                    .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+                let (rows, next_page_token) = self
+                    .app
+                    .revisions(&caller, conversation, message, size, &request.page_token)
+                    .await?;
+                Ok(pb::ListMessageRevisionsResponse {
+                    revisions: rows
+                        .into_iter()
+                        .map(|row| {
+                            let content = app::row_content(
+                                &row.content_kind,
+                                &row.text,
+                                &row.ciphertext,
+                                &row.cipher_algorithm,
+                                &row.cipher_key_id,
+                            );
+                            pb::MessageRevision {
+                                message_id: row.message_id.to_string(),
+                                revision: row.revision,
+                                content: content.map(|content| match content {
+                                    Content::Text(text) => {
+                                        pb::message_revision::Content::Text(text)
+                                    }
+                                    Content::Encrypted {
+                                        ciphertext,
+                                        algorithm,
+                                        key_id,
+                                    } => pb::message_revision::Content::Encrypted(
+                                        pb::EncryptedPayload {
+                                            ciphertext,
+                                            algorithm,
+                                            key_id,
+                                            search_tokens: Vec::new(),
+                                        },
+                                    ),
+                                }),
+                                create_time: Some(to_timestamp(row.created_at)),
+                            }
+                        })
+                        .collect(),
+                    next_page_token,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn add_reaction(
+        &self,
+        request: Request<pb::AddReactionRequest>,
+    ) -> Result<Response<pb::AddReactionResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let (conversation, message) = ids(&request.conversation_id, &request.message_id)?;
+                let emoji = emoji(&request.emoji)?;
+                let reactions = self
+                    .app
+                    .react(&caller, conversation, message, &emoji, true)
+                    .await?;
+                Ok(pb::AddReactionResponse {
+                    reactions: summaries_to_proto(reactions),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn remove_reaction(
+        &self,
+        request: Request<pb::RemoveReactionRequest>,
+    ) -> Result<Response<pb::RemoveReactionResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let (conversation, message) = ids(&request.conversation_id, &request.message_id)?;
+                let emoji = emoji(&request.emoji)?;
+                let reactions = self
+                    .app
+                    .react(&caller, conversation, message, &emoji, false)
+                    .await?;
+                Ok(pb::RemoveReactionResponse {
+                    reactions: summaries_to_proto(reactions),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn list_reactions(
+        &self,
+        request: Request<pb::ListReactionsRequest>,
+    ) -> Result<Response<pb::ListReactionsResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let (conversation, message) = ids(&request.conversation_id, &request.message_id)?;
+                let filter = if request.emoji.is_empty() {
+                    None
+                } else {
+                    Some(emoji(&request.emoji)?)
+                };
+                let size = page_size("page_size", request.page_size, PAGE.0, PAGE.1)
+                    .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+                let (rows, next_page_token) = self
+                    .app
+                    .reactions(
+                        &caller,
+                        conversation,
+                        message,
+                        filter.as_deref(),
+                        size,
+                        &request.page_token,
+                    )
+                    .await?;
+                Ok(pb::ListReactionsResponse {
+                    reactions: rows
+                        .into_iter()
+                        .map(|row| pb::Reaction {
+                            message_id: row.message_id.to_string(),
+                            user_id: row.user_id,
+                            emoji: row.emoji,
+                            create_time: Some(to_timestamp(row.created_at)),
+                        })
+                        .collect(),
+                    next_page_token,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let mut violations = FieldViolations::new();
+                let conversation =
+                    violations.check(resource_id("conversation_id", &request.conversation_id));
+                if request.up_to_sequence < 0 {
+                    violations.add("up_to_sequence", "must not be negative");
+                }
+                let Some(conversation) = conversation else {
+                    return Err(violations.into_error());
+                };
+                violations.finish()?;
+                let state = self
+                    .app
+                    .mark_read(&caller, conversation, request.up_to_sequence)
+                    .await?;
+                Ok(pb::MarkReadResponse {
+                    read_state: Some(read_state_to_proto(state)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_read_state(
+        &self,
+        request: Request<pb::GetReadStateRequest>,
+    ) -> Result<Response<pb::GetReadStateResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let conversation = conversation_id(&request.get_ref().conversation_id)?;
+                let states = self.app.read_states(&caller, conversation).await?;
+                Ok(pb::GetReadStateResponse {
+                    read_states: states.into_iter().map(read_state_to_proto).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_unread_counts(
+        &self,
+        request: Request<pb::GetUnreadCountsRequest>,
+    ) -> Result<Response<pb::GetUnreadCountsResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let mut violations = FieldViolations::new();
+                if request.conversation_ids.len() > app::MAX_UNREAD_CONVERSATIONS {
+                    violations.add(
+                        "conversation_ids",
+                        format!("at most {} conversations", app::MAX_UNREAD_CONVERSATIONS),
+                    );
+                }
+                let mut seen = HashSet::new();
+                let ids: Vec<uuid::Uuid> = request
+                    .conversation_ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, id)| {
+                        violations.check(resource_id(&format!("conversation_ids[{index}]"), id))
+                    })
+                    .filter(|id| seen.insert(*id))
+                    .collect();
+                violations.finish()?;
+                let counts = self.app.unread_counts(&caller, ids).await?;
+                Ok(pb::GetUnreadCountsResponse {
+                    counts: counts
+                        .into_iter()
+                        .map(|(id, unread)| pb::UnreadCount {
+                            conversation_id: id.to_string(),
+                            unread_count: unread.unread,
+                            unread_mention_count: unread.mentions,
+                            last_read_sequence: unread.last_read_sequence,
+                            last_sequence: unread.last_sequence,
+                        })
+                        .collect(),
+                })
+            }
+            .await,
+        )
+    }
+}

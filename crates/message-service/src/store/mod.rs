@@ -1,10 +1,24 @@
-//! Persistence of message-service, in its own schema (`message`) or SQLite file.
+//! Persistence of message-service, in its own schema (`message`) or SQLite file: SeaORM
+//! queries that are the same for both backends. Every function filters by tenant.
 
+pub mod entity;
 pub mod migration;
 
+use chrono::{DateTime, Utc};
 use messaging_platform::config::DatabaseSettings;
-use sea_orm::DatabaseConnection;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
 use sea_orm_migration::MigratorTrait;
+use uuid::Uuid;
+
+pub use entity::message::Model as MessageRow;
+pub use entity::reaction::Model as ReactionRow;
+pub use entity::read_state::Model as ReadStateRow;
+pub use entity::revision::Model as RevisionRow;
+use entity::{deletion, mention, message, reaction, read_state, revision, sequence};
 
 /// The default PostgreSQL schema of this service.
 pub const DEFAULT_SCHEMA: &str = "message";
@@ -14,4 +28,591 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
     let connection = messaging_platform::db::connect(settings, DEFAULT_SCHEMA).await?;
     migration::Migrator::up(&connection, None).await?;
     Ok(connection)
+}
+
+/// Whether an error is a unique-constraint violation (a concurrent duplicate).
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Takes the conversation's next sequence. The row stays locked until the transaction ends, so
+/// concurrent senders are numbered in commit order, and a rollback returns the number.
+pub async fn next_sequence<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+) -> Result<i64, DbErr> {
+    let last = Alias::new("last_sequence");
+    let statement = Query::insert()
+        .into_table(sequence::Entity)
+        .columns([
+            sequence::Column::TenantId,
+            sequence::Column::ConversationId,
+            sequence::Column::LastSequence,
+        ])
+        .values_panic([tenant.into(), conversation.into(), 1_i64.into()])
+        .on_conflict(
+            OnConflict::columns([sequence::Column::TenantId, sequence::Column::ConversationId])
+                .value(
+                    sequence::Column::LastSequence,
+                    Expr::col((Alias::new("conversation_sequences"), last.clone())).add(1),
+                )
+                .to_owned(),
+        )
+        .returning_col(sequence::Column::LastSequence)
+        .to_owned();
+    let row = connection
+        .query_one(&statement)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("no sequence returned".to_owned()))?;
+    row.try_get("", "last_sequence")
+}
+
+/// The conversation's latest sequence (0 before the first message).
+pub async fn last_sequence<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+) -> Result<i64, DbErr> {
+    Ok(
+        sequence::Entity::find_by_id((tenant.to_owned(), conversation))
+            .one(connection)
+            .await?
+            .map_or(0, |row| row.last_sequence),
+    )
+}
+
+/// A message of a conversation; `lock` holds its row until the transaction ends (PostgreSQL).
+pub async fn find_message<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> Result<Option<MessageRow>, DbErr> {
+    let mut query = message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::ConversationId.eq(conversation))
+        .filter(message::Column::Id.eq(id));
+    if lock {
+        query = query.lock_exclusive();
+    }
+    query.one(connection).await
+}
+
+/// The message a sender sent with a request id.
+pub async fn find_by_request<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    sender: &str,
+    request_id: &str,
+) -> Result<Option<MessageRow>, DbErr> {
+    message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::ConversationId.eq(conversation))
+        .filter(message::Column::SenderId.eq(sender))
+        .filter(message::Column::RequestId.eq(request_id))
+        .one(connection)
+        .await
+}
+
+/// Inserts a message.
+pub async fn insert_message<C: ConnectionTrait>(
+    connection: &C,
+    row: MessageRow,
+) -> Result<(), DbErr> {
+    message::Entity::insert(message::ActiveModel::from(row))
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
+}
+
+/// Writes every column of a message.
+pub async fn save_message<C: ConnectionTrait>(
+    connection: &C,
+    row: MessageRow,
+) -> Result<MessageRow, DbErr> {
+    message::ActiveModel::from(row)
+        .reset_all()
+        .update(connection)
+        .await
+}
+
+/// Stores an earlier version of a message.
+pub async fn insert_revision<C: ConnectionTrait>(
+    connection: &C,
+    row: RevisionRow,
+) -> Result<(), DbErr> {
+    revision::Entity::insert(revision::ActiveModel::from(row))
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
+}
+
+/// Earlier versions of a message after revision `after`, oldest first.
+pub async fn list_revisions<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message_id: Uuid,
+    after: i32,
+    limit: u64,
+) -> Result<Vec<RevisionRow>, DbErr> {
+    revision::Entity::find()
+        .filter(revision::Column::TenantId.eq(tenant))
+        .filter(revision::Column::MessageId.eq(message_id))
+        .filter(revision::Column::Revision.gt(after))
+        .order_by_asc(revision::Column::Revision)
+        .limit(limit)
+        .all(connection)
+        .await
+}
+
+/// Removes a deleted message's revisions, mentions and reactions, and records its sequence
+/// among the deletions that unread counts subtract.
+pub async fn erase_message_dependents<C: ConnectionTrait>(
+    connection: &C,
+    row: &MessageRow,
+) -> Result<(), DbErr> {
+    revision::Entity::delete_many()
+        .filter(revision::Column::TenantId.eq(row.tenant_id.as_str()))
+        .filter(revision::Column::MessageId.eq(row.id))
+        .exec(connection)
+        .await?;
+    replace_mentions(connection, row, &[]).await?;
+    reaction::Entity::delete_many()
+        .filter(reaction::Column::TenantId.eq(row.tenant_id.as_str()))
+        .filter(reaction::Column::MessageId.eq(row.id))
+        .exec(connection)
+        .await?;
+    deletion::Entity::insert(deletion::ActiveModel::from(deletion::Model {
+        tenant_id: row.tenant_id.clone(),
+        conversation_id: row.conversation_id,
+        sequence: row.sequence,
+        sender_id: row.sender_id.clone(),
+    }))
+    .on_conflict_do_nothing()
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
+/// Sets the users a message mentions.
+pub async fn replace_mentions<C: ConnectionTrait>(
+    connection: &C,
+    row: &MessageRow,
+    users: &[String],
+) -> Result<(), DbErr> {
+    mention::Entity::delete_many()
+        .filter(mention::Column::TenantId.eq(row.tenant_id.as_str()))
+        .filter(mention::Column::ConversationId.eq(row.conversation_id))
+        .filter(mention::Column::Sequence.eq(row.sequence))
+        .exec(connection)
+        .await?;
+    if users.is_empty() {
+        return Ok(());
+    }
+    mention::Entity::insert_many(users.iter().map(|user| {
+        mention::ActiveModel::from(mention::Model {
+            tenant_id: row.tenant_id.clone(),
+            conversation_id: row.conversation_id,
+            user_id: user.clone(),
+            sequence: row.sequence,
+            sender_id: row.sender_id.clone(),
+        })
+    }))
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
+/// Filters of a message listing.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Only this sender.
+    pub sender: Option<String>,
+    /// Only replies of this root.
+    pub thread: Option<Uuid>,
+    /// Only messages with attachments.
+    pub has_attachments: bool,
+    /// Sent at or after.
+    pub start: Option<DateTime<Utc>>,
+    /// Sent before.
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// A range of sequences, exclusive at both ends, and the order to walk it.
+#[derive(Debug, Clone, Copy)]
+pub struct SequenceRange {
+    /// Only sequences above this.
+    pub above: Option<i64>,
+    /// Only sequences below this.
+    pub below: Option<i64>,
+    /// Newest first.
+    pub descending: bool,
+}
+
+/// One keyset page of a conversation's messages: the cost depends on the page, not on the
+/// conversation's length (the `(tenant, conversation, sequence)` index serves the range).
+pub async fn list_messages<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    filter: &MessageFilter,
+    range: SequenceRange,
+    limit: u64,
+) -> Result<Vec<MessageRow>, DbErr> {
+    let mut query = message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::ConversationId.eq(conversation));
+    if let Some(above) = range.above {
+        query = query.filter(message::Column::Sequence.gt(above));
+    }
+    if let Some(below) = range.below {
+        query = query.filter(message::Column::Sequence.lt(below));
+    }
+    if let Some(sender) = &filter.sender {
+        query = query.filter(message::Column::SenderId.eq(sender.as_str()));
+    }
+    if let Some(thread) = filter.thread {
+        query = query.filter(message::Column::ParentId.eq(thread));
+    }
+    if filter.has_attachments {
+        query = query.filter(message::Column::HasAttachments.eq(true));
+    }
+    if let Some(start) = filter.start {
+        query = query.filter(message::Column::CreatedAt.gte(start));
+    }
+    if let Some(end) = filter.end {
+        query = query.filter(message::Column::CreatedAt.lt(end));
+    }
+    query = if range.descending {
+        query.order_by_desc(message::Column::Sequence)
+    } else {
+        query.order_by_asc(message::Column::Sequence)
+    };
+    query.limit(limit).all(connection).await
+}
+
+/// Adds a reaction; adding it twice changes nothing.
+pub async fn add_reaction<C: ConnectionTrait>(
+    connection: &C,
+    row: ReactionRow,
+) -> Result<(), DbErr> {
+    reaction::Entity::insert(reaction::ActiveModel::from(row))
+        .on_conflict_do_nothing()
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
+}
+
+/// Removes a reaction if present.
+pub async fn remove_reaction<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message_id: Uuid,
+    user: &str,
+    emoji: &str,
+) -> Result<(), DbErr> {
+    reaction::Entity::delete_many()
+        .filter(reaction::Column::TenantId.eq(tenant))
+        .filter(reaction::Column::MessageId.eq(message_id))
+        .filter(reaction::Column::UserId.eq(user))
+        .filter(reaction::Column::Emoji.eq(emoji))
+        .exec(connection)
+        .await?;
+    Ok(())
+}
+
+/// Per message and emoji: how many reacted, and whether `user` did.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct ReactionCount {
+    /// The message.
+    pub message_id: Uuid,
+    /// The emoji.
+    pub emoji: String,
+    /// How many users.
+    pub count: i64,
+    /// 1 when `user` is among them.
+    pub mine: i64,
+}
+
+/// Reaction counts for a page of messages, in first-reaction order per message.
+pub async fn reaction_counts<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message_ids: Vec<Uuid>,
+    user: &str,
+) -> Result<Vec<ReactionCount>, DbErr> {
+    if message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    reaction::Entity::find()
+        .select_only()
+        .column(reaction::Column::MessageId)
+        .column(reaction::Column::Emoji)
+        .column_as(reaction::Column::UserId.count(), "count")
+        .column_as(
+            Expr::case(reaction::Column::UserId.eq(user), 1_i64)
+                .finally(0_i64)
+                .max(),
+            "mine",
+        )
+        .filter(reaction::Column::TenantId.eq(tenant))
+        .filter(reaction::Column::MessageId.is_in(message_ids))
+        .group_by(reaction::Column::MessageId)
+        .group_by(reaction::Column::Emoji)
+        .order_by_asc(reaction::Column::CreatedAt.min())
+        .order_by_asc(reaction::Column::Emoji)
+        .into_model::<ReactionCount>()
+        .all(connection)
+        .await
+}
+
+/// A page of a message's reactions after the keyset position (time, user, emoji).
+pub async fn list_reactions<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message_id: Uuid,
+    emoji: Option<&str>,
+    after: Option<(DateTime<Utc>, String, String)>,
+    limit: u64,
+) -> Result<Vec<ReactionRow>, DbErr> {
+    let mut query = reaction::Entity::find()
+        .filter(reaction::Column::TenantId.eq(tenant))
+        .filter(reaction::Column::MessageId.eq(message_id));
+    if let Some(emoji) = emoji {
+        query = query.filter(reaction::Column::Emoji.eq(emoji));
+    }
+    if let Some((time, user, emoji)) = after {
+        query = query.filter(
+            Condition::any()
+                .add(reaction::Column::CreatedAt.gt(time))
+                .add(
+                    Condition::all()
+                        .add(reaction::Column::CreatedAt.eq(time))
+                        .add(reaction::Column::UserId.gt(user.as_str())),
+                )
+                .add(
+                    Condition::all()
+                        .add(reaction::Column::CreatedAt.eq(time))
+                        .add(reaction::Column::UserId.eq(user.as_str()))
+                        .add(reaction::Column::Emoji.gt(emoji.as_str())),
+                ),
+        );
+    }
+    query
+        .order_by_asc(reaction::Column::CreatedAt)
+        .order_by_asc(reaction::Column::UserId)
+        .order_by_asc(reaction::Column::Emoji)
+        .limit(limit)
+        .all(connection)
+        .await
+}
+
+/// A user's read state in a conversation.
+pub async fn read_state<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    user: &str,
+) -> Result<Option<ReadStateRow>, DbErr> {
+    read_state::Entity::find_by_id((tenant.to_owned(), conversation, user.to_owned()))
+        .one(connection)
+        .await
+}
+
+/// Moves a user's watermark to `sequence` if that is forward; returns the state after.
+pub async fn advance_read_state<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    user: &str,
+    sequence: i64,
+    at: DateTime<Utc>,
+) -> Result<ReadStateRow, DbErr> {
+    match read_state(connection, tenant, conversation, user).await? {
+        Some(current) if current.last_read_sequence >= sequence => Ok(current),
+        Some(current) => {
+            let mut active = read_state::ActiveModel::from(current);
+            active.last_read_sequence = sea_orm::Set(sequence);
+            active.updated_at = sea_orm::Set(at);
+            active.update(connection).await
+        }
+        None => {
+            let row = ReadStateRow {
+                tenant_id: tenant.to_owned(),
+                conversation_id: conversation,
+                user_id: user.to_owned(),
+                last_read_sequence: sequence,
+                updated_at: at,
+            };
+            read_state::Entity::insert(read_state::ActiveModel::from(row.clone()))
+                .exec_without_returning(connection)
+                .await?;
+            Ok(row)
+        }
+    }
+}
+
+/// Every read state of a conversation.
+pub async fn read_states<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+) -> Result<Vec<ReadStateRow>, DbErr> {
+    read_state::Entity::find()
+        .filter(read_state::Column::TenantId.eq(tenant))
+        .filter(read_state::Column::ConversationId.eq(conversation))
+        .order_by_asc(read_state::Column::UserId)
+        .all(connection)
+        .await
+}
+
+/// Unread figures of one conversation for one user.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unread {
+    /// Latest sequence.
+    pub last_sequence: i64,
+    /// The user's watermark.
+    pub last_read_sequence: i64,
+    /// Messages after the watermark, neither own nor deleted.
+    pub unread: i64,
+    /// Of those, mentioning the user.
+    pub mentions: i64,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct CountRow {
+    conversation_id: Uuid,
+    count: i64,
+}
+
+/// Unread figures for many conversations in four indexed queries. Sending moves the sender's
+/// watermark to its message, so after the watermark there are no own messages; the unread count
+/// is then the sequence distance minus the deletions in that range, and the cost depends on the
+/// number of conversations and deletions, not on history length.
+pub async fn unread_counts<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    user: &str,
+    conversations: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Unread>, DbErr> {
+    let mut result: std::collections::HashMap<Uuid, Unread> = conversations
+        .iter()
+        .map(|id| (*id, Unread::default()))
+        .collect();
+    if conversations.is_empty() {
+        return Ok(result);
+    }
+    for row in sequence::Entity::find()
+        .filter(sequence::Column::TenantId.eq(tenant))
+        .filter(sequence::Column::ConversationId.is_in(conversations.to_vec()))
+        .all(connection)
+        .await?
+    {
+        if let Some(entry) = result.get_mut(&row.conversation_id) {
+            entry.last_sequence = row.last_sequence;
+        }
+    }
+    for row in read_state::Entity::find()
+        .filter(read_state::Column::TenantId.eq(tenant))
+        .filter(read_state::Column::UserId.eq(user))
+        .filter(read_state::Column::ConversationId.is_in(conversations.to_vec()))
+        .all(connection)
+        .await?
+    {
+        if let Some(entry) = result.get_mut(&row.conversation_id) {
+            entry.last_read_sequence = row.last_read_sequence;
+        }
+    }
+    let watermark = |table: &str| {
+        Expr::col((Alias::new("r"), read_state::Column::LastReadSequence))
+            .if_null(0)
+            .lt(Expr::col((Alias::new(table), Alias::new("sequence"))))
+    };
+    let read_join = |table: &str| {
+        Condition::all()
+            .add(
+                Expr::col((Alias::new("r"), read_state::Column::TenantId))
+                    .equals((Alias::new(table), Alias::new("tenant_id"))),
+            )
+            .add(
+                Expr::col((Alias::new("r"), read_state::Column::ConversationId))
+                    .equals((Alias::new(table), Alias::new("conversation_id"))),
+            )
+            .add(Expr::col((Alias::new("r"), read_state::Column::UserId)).eq(user))
+    };
+    let deleted = Query::select()
+        .expr_as(
+            Expr::col((Alias::new("d"), deletion::Column::ConversationId)),
+            Alias::new("conversation_id"),
+        )
+        .expr_as(
+            Expr::col((Alias::new("d"), deletion::Column::Sequence)).count(),
+            Alias::new("count"),
+        )
+        .from_as(deletion::Entity, Alias::new("d"))
+        .join_as(
+            JoinType::LeftJoin,
+            read_state::Entity,
+            Alias::new("r"),
+            read_join("d"),
+        )
+        .and_where(Expr::col((Alias::new("d"), deletion::Column::TenantId)).eq(tenant))
+        .and_where(
+            Expr::col((Alias::new("d"), deletion::Column::ConversationId))
+                .is_in(conversations.to_vec()),
+        )
+        .and_where(Expr::col((Alias::new("d"), deletion::Column::SenderId)).ne(user))
+        .and_where(watermark("d"))
+        .group_by_col((Alias::new("d"), deletion::Column::ConversationId))
+        .to_owned();
+    for row in CountRow::find_by_statement(connection.get_database_backend().build(&deleted))
+        .all(connection)
+        .await?
+    {
+        if let Some(entry) = result.get_mut(&row.conversation_id) {
+            entry.unread -= row.count;
+        }
+    }
+    let mentioned = Query::select()
+        .expr_as(
+            Expr::col((Alias::new("m"), mention::Column::ConversationId)),
+            Alias::new("conversation_id"),
+        )
+        .expr_as(
+            Expr::col((Alias::new("m"), mention::Column::Sequence)).count(),
+            Alias::new("count"),
+        )
+        .from_as(mention::Entity, Alias::new("m"))
+        .join_as(
+            JoinType::LeftJoin,
+            read_state::Entity,
+            Alias::new("r"),
+            read_join("m"),
+        )
+        .and_where(Expr::col((Alias::new("m"), mention::Column::TenantId)).eq(tenant))
+        .and_where(Expr::col((Alias::new("m"), mention::Column::UserId)).eq(user))
+        .and_where(
+            Expr::col((Alias::new("m"), mention::Column::ConversationId))
+                .is_in(conversations.to_vec()),
+        )
+        .and_where(Expr::col((Alias::new("m"), mention::Column::SenderId)).ne(user))
+        .and_where(watermark("m"))
+        .group_by_col((Alias::new("m"), mention::Column::ConversationId))
+        .to_owned();
+    for row in CountRow::find_by_statement(connection.get_database_backend().build(&mentioned))
+        .all(connection)
+        .await?
+    {
+        if let Some(entry) = result.get_mut(&row.conversation_id) {
+            entry.mentions = row.count;
+        }
+    }
+    for entry in result.values_mut() {
+        entry.unread += std::cmp::max(entry.last_sequence - entry.last_read_sequence, 0);
+        entry.unread = std::cmp::max(entry.unread, 0);
+    }
+    Ok(result)
 }

@@ -1,7 +1,8 @@
-//! This service's migrations. The message tables arrive with the message core; until then the
-//! schema holds only the migration bookkeeping, so deployments already create and own it.
+//! This service's migrations, run at start-up against its own schema or SQLite file.
 
 use sea_orm_migration::prelude::*;
+
+mod m0001_messages;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -9,6 +10,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        Vec::new()
+        vec![Box::new(m0001_messages::Migration)]
     }
 }

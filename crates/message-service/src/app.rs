@@ -1,0 +1,839 @@
+//! The use cases of message-service. Each asks the [`ConversationGate`] first, then works in
+//! one transaction: sequences, thread counters, mentions and read watermarks change together
+//! with the message they belong to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use messaging_platform::pagination;
+use messaging_platform::time::now;
+use messaging_platform::{ApiError, ApiResult, Caller};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use uuid::Uuid;
+
+use crate::client::{Action, ConversationGate};
+use crate::domain::{self, Content};
+use crate::store::{
+    self, MessageFilter, MessageRow, ReactionRow, ReadStateRow, RevisionRow, SequenceRange, Unread,
+};
+
+/// Limits the use cases enforce.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Largest body in bytes.
+    pub max_body_bytes: usize,
+    /// How long authors may edit; `None` means always.
+    pub edit_window: Option<Duration>,
+}
+
+/// Aggregated reactions of one emoji on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionSummary {
+    /// The emoji.
+    pub emoji: String,
+    /// How many users.
+    pub count: i64,
+    /// Whether the caller is one of them.
+    pub mine: bool,
+}
+
+/// A message with what the caller sees of its reactions.
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    /// The stored row (tombstones have no content).
+    pub row: MessageRow,
+    /// Reactions by emoji.
+    pub reactions: Vec<ReactionSummary>,
+}
+
+/// A new message, validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The conversation.
+    pub conversation: Uuid,
+    /// Text or ciphertext; `None` only with attachments.
+    pub content: Option<Content>,
+    /// The message replied to.
+    pub parent: Option<Uuid>,
+    /// Mentioned users (not yet checked for participation).
+    pub mentions: Vec<String>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+/// An edit, validated; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct Edit {
+    /// New content.
+    pub content: Option<Content>,
+    /// New metadata.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// New mentions.
+    pub mentions: Option<Vec<String>>,
+}
+
+/// Where a listing starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// From the newest, backwards.
+    Newest,
+    /// From the oldest, forwards.
+    Oldest,
+    /// From a sequence (inclusive), backwards.
+    BackwardFrom(i64),
+    /// From a sequence (inclusive), forwards.
+    ForwardFrom(i64),
+    /// Around a message.
+    Around(Uuid),
+}
+
+/// A listing request, validated.
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    /// The conversation.
+    pub conversation: Uuid,
+    /// Where to start (ignored when a page token is given).
+    pub start: Start,
+    /// Filters.
+    pub filter: MessageFilter,
+    /// Page size.
+    pub page_size: u64,
+    /// Page token as received.
+    pub page_token: String,
+}
+
+/// A page of messages.
+#[derive(Debug, Clone)]
+pub struct MessagePage {
+    /// The messages, in the listing's order.
+    pub messages: Vec<MessageView>,
+    /// Continues in the listing's direction (forward for AROUND).
+    pub next_page_token: String,
+    /// For AROUND: continues backwards.
+    pub previous_page_token: String,
+}
+
+/// The message use cases.
+#[derive(Debug, Clone)]
+pub struct Messages {
+    db: DatabaseConnection,
+    gate: ConversationGate,
+    policy: Policy,
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("message")
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The content a row holds.
+pub fn row_content(
+    kind: &str,
+    text: &Option<String>,
+    ciphertext: &Option<Vec<u8>>,
+    algorithm: &Option<String>,
+    key_id: &Option<String>,
+) -> Option<Content> {
+    match kind {
+        "text" => Some(Content::Text(text.clone().unwrap_or_default())),
+        "encrypted" => Some(Content::Encrypted {
+            ciphertext: ciphertext.clone().unwrap_or_default(),
+            algorithm: algorithm.clone().unwrap_or_default(),
+            key_id: key_id.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    }
+}
+
+fn set_content(row: &mut MessageRow, content: Option<&Content>) {
+    row.content_kind = content.map_or("none", Content::kind).to_owned();
+    row.text = None;
+    row.ciphertext = None;
+    row.cipher_algorithm = None;
+    row.cipher_key_id = None;
+    match content {
+        Some(Content::Text(text)) => row.text = Some(text.clone()),
+        Some(Content::Encrypted {
+            ciphertext,
+            algorithm,
+            key_id,
+        }) => {
+            row.ciphertext = Some(ciphertext.clone());
+            row.cipher_algorithm = Some(algorithm.clone());
+            row.cipher_key_id = Some(key_id.clone());
+        }
+        None => {}
+    }
+}
+
+/// The keyset position of the next page and the direction it goes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    /// Continue below (`b`) or above (`f`) this sequence.
+    d: char,
+    s: i64,
+}
+
+impl Messages {
+    /// The use cases over `db`, asking `gate` for permissions.
+    pub fn new(db: DatabaseConnection, gate: ConversationGate, policy: Policy) -> Self {
+        Self { db, gate, policy }
+    }
+
+    /// The configured limits.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    async fn views(&self, caller: &Caller, rows: Vec<MessageRow>) -> ApiResult<Vec<MessageView>> {
+        let ids = rows.iter().map(|row| row.id).collect();
+        let counts =
+            store::reaction_counts(&self.db, &caller.tenant_id, ids, &caller.user_id).await?;
+        let mut by_message: HashMap<Uuid, Vec<ReactionSummary>> = HashMap::new();
+        for count in counts {
+            by_message
+                .entry(count.message_id)
+                .or_default()
+                .push(ReactionSummary {
+                    emoji: count.emoji,
+                    count: count.count,
+                    mine: count.mine > 0,
+                });
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let reactions = by_message.remove(&row.id).unwrap_or_default();
+                MessageView { row, reactions }
+            })
+            .collect())
+    }
+
+    async fn view(&self, caller: &Caller, row: MessageRow) -> ApiResult<MessageView> {
+        let mut views = self.views(caller, vec![row]).await?;
+        views
+            .pop()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("view vanished")))
+    }
+
+    async fn check_mentions(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        field: &str,
+        mentions: &[String],
+    ) -> ApiResult<()> {
+        let checks = mentions.iter().map(|user| {
+            self.gate
+                .is_participant(&caller.tenant_id, user, conversation)
+        });
+        let answers = futures::future::join_all(checks).await;
+        let mut violations = messaging_platform::FieldViolations::new();
+        for (index, answer) in answers.into_iter().enumerate() {
+            if !answer? {
+                violations.add(
+                    format!("{field}[{index}]"),
+                    "is not a participant of the conversation",
+                );
+            }
+        }
+        violations.finish()
+    }
+
+    /// SendMessage: idempotent per sender, conversation and request id.
+    pub async fn send(&self, caller: &Caller, new: NewMessage) -> ApiResult<MessageView> {
+        self.gate
+            .require(caller, new.conversation, Action::Post)
+            .await?;
+        self.check_mentions(caller, new.conversation, "mention_ids", &new.mentions)
+            .await?;
+        let hash = domain::payload_fingerprint(
+            new.content.as_ref(),
+            new.parent,
+            &new.mentions,
+            &new.metadata,
+        );
+        if let Some(existing) = self.find_retry(caller, &new, &hash).await? {
+            return self.view(caller, existing).await;
+        }
+        match self.insert(caller, &new, &hash).await {
+            Ok(row) => self.view(caller, row).await,
+            // A concurrent retry with the same request id committed first.
+            Err(error) if store::is_unique_violation(&error) => {
+                match self.find_retry(caller, &new, &hash).await? {
+                    Some(existing) => self.view(caller, existing).await,
+                    None => Err(ApiError::internal(error)),
+                }
+            }
+            Err(error) => Err(map_send_error(error)),
+        }
+    }
+
+    async fn find_retry(
+        &self,
+        caller: &Caller,
+        new: &NewMessage,
+        hash: &str,
+    ) -> ApiResult<Option<MessageRow>> {
+        let Some(request_id) = &new.request_id else {
+            return Ok(None);
+        };
+        let existing = store::find_by_request(
+            &self.db,
+            &caller.tenant_id,
+            new.conversation,
+            &caller.user_id,
+            request_id,
+        )
+        .await?;
+        match existing {
+            Some(row) if row.payload_hash != hash => Err(ApiError::AlreadyExists(
+                "request_id was already used for a different message".to_owned(),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    async fn insert(
+        &self,
+        caller: &Caller,
+        new: &NewMessage,
+        hash: &str,
+    ) -> Result<MessageRow, DbErr> {
+        let tenant = caller.tenant_id.as_str();
+        let transaction = self.db.begin().await?;
+        let mut root_id = None;
+        if let Some(parent_id) = new.parent {
+            let parent =
+                store::find_message(&transaction, tenant, new.conversation, parent_id, false)
+                    .await?
+                    .ok_or_else(|| DbErr::Custom(UNKNOWN_PARENT.to_owned()))?;
+            let root_of_parent = parent.parent_id.unwrap_or(parent.id);
+            root_id = Some(root_of_parent);
+        }
+        let sequence = store::next_sequence(&transaction, tenant, new.conversation).await?;
+        let at = now();
+        if let Some(root_id) = root_id {
+            let mut root =
+                store::find_message(&transaction, tenant, new.conversation, root_id, true)
+                    .await?
+                    .ok_or_else(|| DbErr::Custom(UNKNOWN_PARENT.to_owned()))?;
+            root.reply_count += 1;
+            root.last_reply_at = Some(at);
+            store::save_message(&transaction, root).await?;
+        }
+        let mut row = MessageRow {
+            id: Uuid::now_v7(),
+            tenant_id: tenant.to_owned(),
+            conversation_id: new.conversation,
+            sequence,
+            sender_id: caller.user_id.clone(),
+            content_kind: String::new(),
+            text: None,
+            ciphertext: None,
+            cipher_algorithm: None,
+            cipher_key_id: None,
+            parent_id: root_id,
+            mention_ids: to_json(&new.mentions),
+            metadata: to_json(&new.metadata),
+            has_attachments: false,
+            reply_count: 0,
+            last_reply_at: None,
+            request_id: new.request_id.clone(),
+            payload_hash: hash.to_owned(),
+            created_at: at,
+            edited_at: None,
+            deleted_at: None,
+            revision_count: 0,
+        };
+        set_content(&mut row, new.content.as_ref());
+        store::insert_message(&transaction, row.clone()).await?;
+        store::replace_mentions(&transaction, &row, &new.mentions).await?;
+        // Sending implies having read the conversation up to one's own message.
+        store::advance_read_state(
+            &transaction,
+            tenant,
+            new.conversation,
+            &caller.user_id,
+            sequence,
+            at,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(row)
+    }
+
+    /// GetMessage.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        id: Uuid,
+    ) -> ApiResult<MessageView> {
+        self.gate
+            .require(caller, conversation, Action::Read)
+            .await?;
+        let row = store::find_message(&self.db, &caller.tenant_id, conversation, id, false)
+            .await?
+            .ok_or_else(not_found)?;
+        self.view(caller, row).await
+    }
+
+    /// ListMessages.
+    pub async fn list(&self, caller: &Caller, request: &ListRequest) -> ApiResult<MessagePage> {
+        self.gate
+            .require(caller, request.conversation, Action::Read)
+            .await?;
+        let filter = &request.filter;
+        let fingerprint = pagination::fingerprint(&[
+            "messages",
+            &request.conversation.to_string(),
+            filter.sender.as_deref().unwrap_or(""),
+            &filter.thread.map(|id| id.to_string()).unwrap_or_default(),
+            if filter.has_attachments { "1" } else { "0" },
+            &filter
+                .start
+                .map(|time| time.timestamp_micros().to_string())
+                .unwrap_or_default(),
+            &filter
+                .end
+                .map(|time| time.timestamp_micros().to_string())
+                .unwrap_or_default(),
+        ]);
+        let cursor: Option<Cursor> =
+            pagination::decode("page_token", &request.page_token, &fingerprint)
+                .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+        let tenant = caller.tenant_id.as_str();
+        let size = request.page_size;
+        let page = |range: SequenceRange, limit: u64| {
+            store::list_messages(&self.db, tenant, request.conversation, filter, range, limit)
+        };
+        let backward = |below: Option<i64>| SequenceRange {
+            above: None,
+            below,
+            descending: true,
+        };
+        let forward = |above: Option<i64>| SequenceRange {
+            above,
+            below: None,
+            descending: false,
+        };
+        let token = |direction: char, sequence: i64| {
+            pagination::encode(
+                &fingerprint,
+                &Cursor {
+                    d: direction,
+                    s: sequence,
+                },
+            )
+        };
+
+        let (range, around) = match (cursor, request.start) {
+            (Some(Cursor { d: 'f', s }), _) => (forward(Some(s)), None),
+            (Some(Cursor { s, .. }), _) => (backward(Some(s)), None),
+            (None, Start::Newest) => (backward(None), None),
+            (None, Start::Oldest) => (forward(None), None),
+            (None, Start::BackwardFrom(s)) => (backward(Some(s.saturating_add(1))), None),
+            (None, Start::ForwardFrom(s)) => (forward(Some(s.saturating_sub(1))), None),
+            (None, Start::Around(id)) => {
+                let anchor = store::find_message(&self.db, tenant, request.conversation, id, false)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "around_message_id",
+                            "no such message in this conversation",
+                        )
+                    })?;
+                (forward(Some(anchor.sequence - 1)), Some(anchor.sequence))
+            }
+        };
+        if let Some(anchor) = around {
+            let before_count = size / 2;
+            let mut before = page(backward(Some(anchor)), before_count + 1).await?;
+            let more_before = before.len() as u64 > before_count;
+            before.truncate(usize::try_from(before_count).unwrap_or(usize::MAX));
+            before.reverse();
+            let after_count = size - before.len() as u64;
+            let mut after = page(range, after_count + 1).await?;
+            let more_after = after.len() as u64 > after_count;
+            after.truncate(usize::try_from(after_count).unwrap_or(usize::MAX));
+            let previous_page_token = match (more_before, before.first()) {
+                (true, Some(first)) => token('b', first.sequence),
+                _ => String::new(),
+            };
+            let next_page_token = match (more_after, after.last()) {
+                (true, Some(last)) => token('f', last.sequence),
+                _ => String::new(),
+            };
+            before.extend(after);
+            return Ok(MessagePage {
+                messages: self.views(caller, before).await?,
+                next_page_token,
+                previous_page_token,
+            });
+        }
+        let mut rows = page(range, size + 1).await?;
+        let more = rows.len() as u64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => token(if range.descending { 'b' } else { 'f' }, last.sequence),
+            _ => String::new(),
+        };
+        Ok(MessagePage {
+            messages: self.views(caller, rows).await?,
+            next_page_token,
+            previous_page_token: String::new(),
+        })
+    }
+
+    /// UpdateMessage: the author edits within the edit window; the old content becomes a
+    /// revision.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        id: Uuid,
+        edit: Edit,
+    ) -> ApiResult<MessageView> {
+        self.gate
+            .require(caller, conversation, Action::Post)
+            .await?;
+        if let Some(mentions) = &edit.mentions {
+            self.check_mentions(caller, conversation, "mention_ids", mentions)
+                .await?;
+        }
+        let tenant = caller.tenant_id.as_str();
+        let transaction = self.db.begin().await?;
+        let mut row = store::find_message(&transaction, tenant, conversation, id, true)
+            .await?
+            .ok_or_else(not_found)?;
+        if row.sender_id != caller.user_id {
+            return Err(ApiError::PermissionDenied(
+                "only the author may edit a message".to_owned(),
+            ));
+        }
+        if row.deleted_at.is_some() {
+            return Err(ApiError::FailedPrecondition(
+                "the message is deleted".to_owned(),
+            ));
+        }
+        let at = now();
+        if let Some(window) = self.policy.edit_window
+            && at - row.created_at
+                > chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX)
+        {
+            return Err(ApiError::FailedPrecondition(
+                "the edit window of this message has passed".to_owned(),
+            ));
+        }
+        let old = row_content(
+            &row.content_kind,
+            &row.text,
+            &row.ciphertext,
+            &row.cipher_algorithm,
+            &row.cipher_key_id,
+        );
+        if let Some(content) = &edit.content {
+            if old.as_ref().is_some_and(|old| old.kind() != content.kind()) {
+                return Err(ApiError::invalid(
+                    "content",
+                    format!("must stay {} like the original", row.content_kind),
+                ));
+            }
+            if old.as_ref() != Some(content) {
+                row.revision_count += 1;
+                store::insert_revision(
+                    &transaction,
+                    RevisionRow {
+                        tenant_id: row.tenant_id.clone(),
+                        message_id: row.id,
+                        revision: row.revision_count,
+                        content_kind: row.content_kind.clone(),
+                        text: row.text.clone(),
+                        ciphertext: row.ciphertext.clone(),
+                        cipher_algorithm: row.cipher_algorithm.clone(),
+                        cipher_key_id: row.cipher_key_id.clone(),
+                        created_at: row.edited_at.unwrap_or(row.created_at),
+                    },
+                )
+                .await?;
+                set_content(&mut row, Some(content));
+            }
+        }
+        if let Some(metadata) = &edit.metadata {
+            row.metadata = to_json(metadata);
+        }
+        if let Some(mentions) = &edit.mentions {
+            row.mention_ids = to_json(mentions);
+            store::replace_mentions(&transaction, &row, mentions).await?;
+        }
+        row.edited_at = Some(at);
+        let row = store::save_message(&transaction, row).await?;
+        transaction.commit().await?;
+        self.view(caller, row).await
+    }
+
+    /// DeleteMessage: the author, or a moderator; the message stays as a tombstone.
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        id: Uuid,
+    ) -> ApiResult<MessageView> {
+        self.gate
+            .require(caller, conversation, Action::Read)
+            .await?;
+        let tenant = caller.tenant_id.as_str();
+        let existing = store::find_message(&self.db, tenant, conversation, id, false)
+            .await?
+            .ok_or_else(not_found)?;
+        let action = if existing.sender_id == caller.user_id {
+            Action::Post
+        } else {
+            Action::Moderate
+        };
+        self.gate.require(caller, conversation, action).await?;
+        let transaction = self.db.begin().await?;
+        let mut row = store::find_message(&transaction, tenant, conversation, id, true)
+            .await?
+            .ok_or_else(not_found)?;
+        if row.deleted_at.is_some() {
+            // End the transaction first: on SQLite it holds the only connection.
+            transaction.rollback().await?;
+            return self.view(caller, row).await;
+        }
+        let at = now();
+        set_content(&mut row, None);
+        row.metadata = "{}".to_owned();
+        row.mention_ids = "[]".to_owned();
+        row.revision_count = 0;
+        row.deleted_at = Some(at);
+        store::erase_message_dependents(&transaction, &row).await?;
+        if let Some(root_id) = row.parent_id
+            && let Some(mut root) =
+                store::find_message(&transaction, tenant, conversation, root_id, true).await?
+        {
+            root.reply_count = (root.reply_count - 1).max(0);
+            store::save_message(&transaction, root).await?;
+        }
+        let row = store::save_message(&transaction, row).await?;
+        transaction.commit().await?;
+        self.view(caller, row).await
+    }
+
+    /// ListMessageRevisions: the author, or a moderator.
+    pub async fn revisions(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        id: Uuid,
+        page_size: u64,
+        page_token: &str,
+    ) -> ApiResult<(Vec<RevisionRow>, String)> {
+        self.gate
+            .require(caller, conversation, Action::Read)
+            .await?;
+        let tenant = caller.tenant_id.as_str();
+        let row = store::find_message(&self.db, tenant, conversation, id, false)
+            .await?
+            .ok_or_else(not_found)?;
+        if row.sender_id != caller.user_id {
+            self.gate
+                .require(caller, conversation, Action::Moderate)
+                .await?;
+        }
+        let fingerprint = pagination::fingerprint(&["revisions", &id.to_string()]);
+        let after: i32 = pagination::decode("page_token", page_token, &fingerprint)
+            .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?
+            .unwrap_or(0);
+        let mut rows = store::list_revisions(&self.db, tenant, id, after, page_size + 1).await?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+        let next = match (more, rows.last()) {
+            (true, Some(last)) => pagination::encode(&fingerprint, &last.revision),
+            _ => String::new(),
+        };
+        Ok((rows, next))
+    }
+
+    /// AddReaction (`add`) and RemoveReaction; both idempotent.
+    pub async fn react(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        id: Uuid,
+        emoji: &str,
+        add: bool,
+    ) -> ApiResult<Vec<ReactionSummary>> {
+        self.gate
+            .require(caller, conversation, Action::React)
+            .await?;
+        let tenant = caller.tenant_id.as_str();
+        let row = store::find_message(&self.db, tenant, conversation, id, false)
+            .await?
+            .ok_or_else(not_found)?;
+        if row.deleted_at.is_some() {
+            return Err(ApiError::FailedPrecondition(
+                "the message is deleted".to_owned(),
+            ));
+        }
+        if add {
+            store::add_reaction(
+                &self.db,
+                ReactionRow {
+                    tenant_id: tenant.to_owned(),
+                    message_id: id,
+                    user_id: caller.user_id.clone(),
+                    emoji: emoji.to_owned(),
+                    conversation_id: conversation,
+                    created_at: now(),
+                },
+            )
+            .await?;
+        } else {
+            store::remove_reaction(&self.db, tenant, id, &caller.user_id, emoji).await?;
+        }
+        Ok(self.view(caller, row).await?.reactions)
+    }
+
+    /// ListReactions.
+    pub async fn reactions(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        id: Uuid,
+        emoji: Option<&str>,
+        page_size: u64,
+        page_token: &str,
+    ) -> ApiResult<(Vec<ReactionRow>, String)> {
+        self.gate
+            .require(caller, conversation, Action::Read)
+            .await?;
+        let tenant = caller.tenant_id.as_str();
+        store::find_message(&self.db, tenant, conversation, id, false)
+            .await?
+            .ok_or_else(not_found)?;
+        let fingerprint =
+            pagination::fingerprint(&["reactions", &id.to_string(), emoji.unwrap_or("")]);
+        let after: Option<(i64, String, String)> =
+            pagination::decode("page_token", page_token, &fingerprint)
+                .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+        let after = match after {
+            Some((micros, user, emoji)) => Some((
+                DateTime::<Utc>::from_timestamp_micros(micros)
+                    .ok_or_else(|| ApiError::invalid("page_token", "is not a valid page token"))?,
+                user,
+                emoji,
+            )),
+            None => None,
+        };
+        let mut rows =
+            store::list_reactions(&self.db, tenant, id, emoji, after, page_size + 1).await?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+        let next = match (more, rows.last()) {
+            (true, Some(last)) => pagination::encode(
+                &fingerprint,
+                &(
+                    last.created_at.timestamp_micros(),
+                    last.user_id.clone(),
+                    last.emoji.clone(),
+                ),
+            ),
+            _ => String::new(),
+        };
+        Ok((rows, next))
+    }
+
+    /// MarkRead: forward only, clamped to the latest sequence.
+    pub async fn mark_read(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        up_to: i64,
+    ) -> ApiResult<ReadStateRow> {
+        self.gate
+            .require(caller, conversation, Action::Read)
+            .await?;
+        let tenant = caller.tenant_id.as_str();
+        let transaction = self.db.begin().await?;
+        let last = store::last_sequence(&transaction, tenant, conversation).await?;
+        let state = store::advance_read_state(
+            &transaction,
+            tenant,
+            conversation,
+            &caller.user_id,
+            up_to.min(last),
+            now(),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(state)
+    }
+
+    /// GetReadState.
+    pub async fn read_states(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+    ) -> ApiResult<Vec<ReadStateRow>> {
+        self.gate
+            .require(caller, conversation, Action::Read)
+            .await?;
+        Ok(store::read_states(&self.db, &caller.tenant_id, conversation).await?)
+    }
+
+    /// GetUnreadCounts: for the given conversations the caller may read (others are left out),
+    /// or for all the caller participates in.
+    pub async fn unread_counts(
+        &self,
+        caller: &Caller,
+        conversations: Vec<Uuid>,
+    ) -> ApiResult<Vec<(Uuid, Unread)>> {
+        let readable = if conversations.is_empty() {
+            self.gate
+                .joined_conversations(caller, MAX_UNREAD_CONVERSATIONS)
+                .await?
+        } else {
+            let checks = conversations
+                .iter()
+                .map(|id| self.gate.require(caller, *id, Action::Read));
+            let answers = futures::future::join_all(checks).await;
+            let mut readable = Vec::new();
+            for (id, answer) in conversations.into_iter().zip(answers) {
+                match answer {
+                    Ok(_) => readable.push(id),
+                    Err(ApiError::NotFound(_) | ApiError::PermissionDenied(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            readable
+        };
+        let counts =
+            store::unread_counts(&self.db, &caller.tenant_id, &caller.user_id, &readable).await?;
+        Ok(readable
+            .into_iter()
+            .map(|id| (id, counts.get(&id).copied().unwrap_or_default()))
+            .collect())
+    }
+}
+
+/// Most conversations GetUnreadCounts covers in one call.
+pub const MAX_UNREAD_CONVERSATIONS: usize = 1_000;
+
+const UNKNOWN_PARENT: &str = "unknown parent";
+
+fn map_send_error(error: DbErr) -> ApiError {
+    match &error {
+        DbErr::Custom(message) if message == UNKNOWN_PARENT => {
+            ApiError::invalid("parent_id", "no such message in this conversation")
+        }
+        _ => ApiError::internal(error),
+    }
+}

@@ -1,0 +1,315 @@
+//! conversation-service as message-service sees it: who may do what in a conversation.
+//!
+//! Answers of CheckPermission (allowed or not, and NOT_FOUND) are cached per tenant,
+//! conversation, user and action for `permission_cache_ttl` (2 s by default): that is the
+//! longest a removed participant keeps access, or a new one waits. Every call carries a
+//! deadline, acts for the caller through a `service` token with the caller's tenant and user in
+//! headers, and fails closed: when conversation-service cannot answer, the request fails with
+//! UNAVAILABLE and nothing is allowed.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use messaging_platform::auth::{ANY_TENANT, ROLE_SERVICE, TENANT_HEADER, TokenIssuer, USER_HEADER};
+use messaging_platform::config::Secret;
+use messaging_platform::{ApiError, ApiResult, Caller};
+use messaging_proto::conversation::v1 as pb;
+use pb::conversation_service_client::ConversationServiceClient;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
+
+pub use pb::{Action, ConversationType, DenialReason, Role};
+
+/// What conversation-service said about one user, conversation and action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The conversation does not exist for this tenant (or is deleted).
+    NotFound,
+    /// The decision, with the facts it rests on.
+    Decided {
+        /// Allowed or not.
+        allowed: bool,
+        /// The user's role, `Unspecified` for non-participants.
+        role: Role,
+        /// Why not.
+        denial: DenialReason,
+        /// The conversation's type.
+        kind: ConversationType,
+    },
+}
+
+/// How the service authenticates to conversation-service.
+#[derive(Clone)]
+pub enum ServiceCredentials {
+    /// A fixed token from configuration.
+    Token(Secret),
+    /// Tokens minted from the HS256 secret, renewed before they expire.
+    Minted(TokenIssuer),
+}
+
+struct CachedToken {
+    value: String,
+    renew_at: Instant,
+}
+
+/// The permission gate in front of every message RPC.
+#[derive(Clone)]
+pub struct ConversationGate {
+    client: ConversationServiceClient<Channel>,
+    credentials: ServiceCredentials,
+    token: Arc<Mutex<Option<CachedToken>>>,
+    cache: moka::sync::Cache<(String, Uuid, String, i32), Answer>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ConversationGate {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ConversationGate")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+impl ConversationGate {
+    /// A gate talking to `url` (connected lazily, so start-up does not depend on the peer).
+    pub fn new(
+        url: &str,
+        credentials: ServiceCredentials,
+        cache_ttl: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            client: ConversationServiceClient::new(channel),
+            credentials,
+            token: Arc::new(Mutex::new(None)),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
+                .build(),
+            timeout,
+        })
+    }
+
+    fn token(&self) -> ApiResult<String> {
+        match &self.credentials {
+            ServiceCredentials::Token(secret) => Ok(secret.expose().to_owned()),
+            ServiceCredentials::Minted(issuer) => {
+                let mut cached = self
+                    .token
+                    .lock()
+                    .map_err(|_| ApiError::internal(anyhow::anyhow!("token lock poisoned")))?;
+                if let Some(token) = cached
+                    .as_ref()
+                    .filter(|token| token.renew_at > Instant::now())
+                {
+                    return Ok(token.value.clone());
+                }
+                let value = issuer
+                    .issue(
+                        ANY_TENANT,
+                        "message-service",
+                        &[ROLE_SERVICE],
+                        TOKEN_LIFETIME,
+                    )
+                    .map_err(ApiError::internal)?;
+                *cached = Some(CachedToken {
+                    value: value.clone(),
+                    renew_at: Instant::now() + TOKEN_LIFETIME / 2,
+                });
+                Ok(value)
+            }
+        }
+    }
+
+    fn request<T>(&self, tenant: &str, user: &str, message: T) -> ApiResult<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        let metadata = request.metadata_mut();
+        let header = |value: &str| {
+            value
+                .parse()
+                .map_err(|_| ApiError::internal(anyhow::anyhow!("id is not a valid header value")))
+        };
+        metadata.insert(
+            "authorization",
+            header(&format!("Bearer {}", self.token()?))?,
+        );
+        metadata.insert(TENANT_HEADER, header(tenant)?);
+        metadata.insert(USER_HEADER, header(user)?);
+        Ok(request)
+    }
+
+    /// Whether `user` of `tenant` may perform `action` in `conversation` (cached).
+    pub async fn check(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: Uuid,
+        action: Action,
+    ) -> ApiResult<Answer> {
+        let key = (
+            tenant.to_owned(),
+            conversation,
+            user.to_owned(),
+            action as i32,
+        );
+        if let Some(answer) = self.cache.get(&key) {
+            return Ok(answer);
+        }
+        let message = pb::CheckPermissionRequest {
+            conversation_id: conversation.to_string(),
+            user_id: user.to_owned(),
+            action: action.into(),
+        };
+        let answer = match self
+            .client
+            .clone()
+            .check_permission(self.request(tenant, user, message)?)
+            .await
+        {
+            Ok(response) => {
+                let response = response.into_inner();
+                Answer::Decided {
+                    allowed: response.allowed,
+                    role: response.role(),
+                    denial: response.denial_reason(),
+                    kind: response.conversation_type(),
+                }
+            }
+            Err(status) if status.code() == Code::NotFound => Answer::NotFound,
+            Err(status) => return Err(unavailable(&status)),
+        };
+        self.cache.insert(key, answer);
+        Ok(answer)
+    }
+
+    /// Requires that the caller may perform `action`, mapping a refusal to the error a client
+    /// should see: NOT_FOUND when the conversation is invisible to the caller (unknown, deleted,
+    /// another tenant, or a group or direct conversation it is not in), PERMISSION_DENIED for a
+    /// visible conversation where its role is too low (or a channel it has not joined),
+    /// FAILED_PRECONDITION when archived.
+    pub async fn require(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        action: Action,
+    ) -> ApiResult<Role> {
+        match self
+            .check(&caller.tenant_id, &caller.user_id, conversation, action)
+            .await?
+        {
+            Answer::NotFound => Err(ApiError::NotFound("conversation")),
+            Answer::Decided {
+                allowed: true,
+                role,
+                ..
+            } => Ok(role),
+            Answer::Decided {
+                denial: DenialReason::NotParticipant,
+                kind,
+                ..
+            } => {
+                if kind == ConversationType::Channel {
+                    Err(ApiError::PermissionDenied(
+                        "join the channel first".to_owned(),
+                    ))
+                } else {
+                    Err(ApiError::NotFound("conversation"))
+                }
+            }
+            Answer::Decided {
+                denial: DenialReason::Archived,
+                ..
+            } => Err(ApiError::FailedPrecondition(
+                "the conversation is archived".to_owned(),
+            )),
+            Answer::Decided {
+                denial: DenialReason::NotSupported,
+                ..
+            } => Err(ApiError::FailedPrecondition(
+                "not supported for this type of conversation".to_owned(),
+            )),
+            Answer::Decided { .. } => Err(ApiError::PermissionDenied(format!(
+                "your role may not {} here",
+                action_verb(action)
+            ))),
+        }
+    }
+
+    /// Whether `user` participates in `conversation` (for validating mentions).
+    pub async fn is_participant(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: Uuid,
+    ) -> ApiResult<bool> {
+        Ok(matches!(
+            self.check(tenant, user, conversation, Action::Read).await?,
+            Answer::Decided { role, .. } if role != Role::Unspecified
+        ))
+    }
+
+    /// Every conversation the caller participates in (archived ones included), at most `limit`.
+    pub async fn joined_conversations(
+        &self,
+        caller: &Caller,
+        limit: usize,
+    ) -> ApiResult<Vec<Uuid>> {
+        let mut ids = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let message = pb::ListConversationsRequest {
+                page_size: 200,
+                page_token: page_token.clone(),
+                archive_filter: pb::ArchiveFilter::All.into(),
+                membership_filter: pb::MembershipFilter::Joined.into(),
+                ..Default::default()
+            };
+            let response = self
+                .client
+                .clone()
+                .list_conversations(self.request(&caller.tenant_id, &caller.user_id, message)?)
+                .await
+                .map_err(|status| unavailable(&status))?
+                .into_inner();
+            ids.extend(
+                response
+                    .conversations
+                    .iter()
+                    .filter_map(|c| Uuid::parse_str(&c.conversation_id).ok()),
+            );
+            if response.next_page_token.is_empty() || ids.len() >= limit {
+                ids.truncate(limit);
+                return Ok(ids);
+            }
+            page_token = response.next_page_token;
+        }
+    }
+}
+
+fn action_verb(action: Action) -> &'static str {
+    match action {
+        Action::Read | Action::Unspecified => "read",
+        Action::Post => "post",
+        Action::React => "react",
+        Action::Moderate => "moderate",
+        Action::ManageParticipants => "manage participants",
+        Action::Update => "update the conversation",
+        Action::Archive => "archive",
+        Action::Delete => "delete the conversation",
+        Action::TransferOwnership => "transfer ownership",
+    }
+}
+
+fn unavailable(status: &tonic::Status) -> ApiError {
+    tracing::warn!(code = ?status.code(), message = status.message(), "conversation-service call failed");
+    ApiError::Unavailable("conversation-service is unavailable; retry later".to_owned())
+}

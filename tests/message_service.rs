@@ -23,6 +23,8 @@ backend_tests!(
     roles_and_membership_decide_access,
     other_tenants_get_not_found_everywhere,
     bad_input_names_the_fields,
+    the_edit_window_is_enforced,
+    removed_participants_lose_access_within_the_cache_ttl,
 );
 
 const TENANT: &str = "acme";
@@ -1327,4 +1329,66 @@ async fn conversation_service_down_fails_closed() {
         ),
         Code::Unavailable
     );
+}
+
+async fn the_edit_window_is_enforced(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.edit_window = Some(Duration::ZERO);
+    })
+    .await;
+    let id = team(&harness).await;
+    let mut bob = harness.client(TENANT, "bob");
+    let message = send(&mut bob, text(&id, "typo")).await;
+    let status = bob
+        .update_message(pb::UpdateMessageRequest {
+            conversation_id: id.clone(),
+            message_id: message.message_id,
+            content: Some(pb::update_message_request::Content::Text(
+                "fixed".to_owned(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect_err("window passed");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+async fn removed_participants_lose_access_within_the_cache_ttl(backend: Backend) {
+    let ttl = Duration::from_millis(500);
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.permission_cache_ttl = ttl;
+    })
+    .await;
+    let id = team(&harness).await;
+    let mut bob = harness.client(TENANT, "bob");
+    send(&mut bob, text(&id, "cached now")).await;
+    let mut alice = harness.conversations.client(TENANT, "alice");
+    alice
+        .remove_participant(conversation::RemoveParticipantRequest {
+            conversation_id: id.clone(),
+            user_id: "bob".to_owned(),
+        })
+        .await
+        .expect("remove");
+    let removed_at = std::time::Instant::now();
+    // Wait on the condition (access gone), with the staleness bound plus slack as the deadline.
+    let deadline = removed_at + ttl + Duration::from_secs(2);
+    loop {
+        let status = code(
+            bob.list_messages(pb::ListMessagesRequest {
+                conversation_id: id.clone(),
+                ..Default::default()
+            })
+            .await,
+        );
+        if status == Code::NotFound {
+            break;
+        }
+        assert_eq!(status, Code::Ok);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "access outlived the cache TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

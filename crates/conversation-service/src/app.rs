@@ -378,8 +378,7 @@ impl Conversations {
             &format!("{:?}", filter.archived),
         ]);
         let after: Option<(i64, Uuid)> =
-            pagination::decode("page_token", &request.page_token, &fingerprint)
-                .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+            pagination::decode("page_token", &request.page_token, &fingerprint)?;
         let after = match after {
             Some((micros, id)) => Some((
                 DateTime::from_timestamp_micros(micros)
@@ -388,7 +387,7 @@ impl Conversations {
             )),
             None => None,
         };
-        let mut rows = store::list_conversations(
+        let rows = store::list_conversations(
             &self.db,
             &caller.tenant_id,
             &caller.user_id,
@@ -397,15 +396,9 @@ impl Conversations {
             request.page_size + 1,
         )
         .await?;
-        let more = rows.len() as u64 > request.page_size;
-        rows.truncate(usize::try_from(request.page_size).unwrap_or(usize::MAX));
-        let next = match (more, rows.last()) {
-            (true, Some(last)) => pagination::encode(
-                &fingerprint,
-                &(last.last_activity_at.timestamp_micros(), last.id),
-            ),
-            _ => String::new(),
-        };
+        let (rows, next) = pagination::finish(rows, request.page_size, &fingerprint, |last| {
+            (last.last_activity_at.timestamp_micros(), last.id)
+        });
         let roles = store::roles_of(
             &self.db,
             &caller.tenant_id,
@@ -753,8 +746,7 @@ impl Conversations {
         let fingerprint =
             pagination::fingerprint(&["participants", &id.to_string(), &role_names.join(",")]);
         let after: Option<(i64, String)> =
-            pagination::decode("page_token", page_token, &fingerprint)
-                .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+            pagination::decode("page_token", page_token, &fingerprint)?;
         let after = match after {
             Some((micros, user)) => Some((
                 DateTime::from_timestamp_micros(micros)
@@ -763,7 +755,7 @@ impl Conversations {
             )),
             None => None,
         };
-        let mut rows = store::list_participants(
+        let rows = store::list_participants(
             &self.db,
             &caller.tenant_id,
             loaded.row.id,
@@ -772,15 +764,9 @@ impl Conversations {
             page_size + 1,
         )
         .await?;
-        let more = rows.len() as u64 > page_size;
-        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
-        let next = match (more, rows.last()) {
-            (true, Some(last)) => pagination::encode(
-                &fingerprint,
-                &(last.joined_at.timestamp_micros(), last.user_id.clone()),
-            ),
-            _ => String::new(),
-        };
+        let (rows, next) = pagination::finish(rows, page_size, &fingerprint, |last| {
+            (last.joined_at.timestamp_micros(), last.user_id.clone())
+        });
         Ok((rows, next))
     }
 

@@ -407,8 +407,7 @@ impl Messages {
                 .unwrap_or_default(),
         ]);
         let cursor: Option<Cursor> =
-            pagination::decode("page_token", &request.page_token, &fingerprint)
-                .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+            pagination::decode("page_token", &request.page_token, &fingerprint)?;
         let tenant = caller.tenant_id.as_str();
         let size = request.page_size;
         let page = |range: SequenceRange, limit: u64| {
@@ -649,16 +648,9 @@ impl Messages {
                 .await?;
         }
         let fingerprint = pagination::fingerprint(&["revisions", &id.to_string()]);
-        let after: i32 = pagination::decode("page_token", page_token, &fingerprint)
-            .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?
-            .unwrap_or(0);
-        let mut rows = store::list_revisions(&self.db, tenant, id, after, page_size + 1).await?;
-        let more = rows.len() as u64 > page_size;
-        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
-        let next = match (more, rows.last()) {
-            (true, Some(last)) => pagination::encode(&fingerprint, &last.revision),
-            _ => String::new(),
-        };
+        let after: i32 = pagination::decode("page_token", page_token, &fingerprint)?.unwrap_or(0);
+        let rows = store::list_revisions(&self.db, tenant, id, after, page_size + 1).await?;
+        let (rows, next) = pagination::finish(rows, page_size, &fingerprint, |last| last.revision);
         Ok((rows, next))
     }
 
@@ -722,8 +714,7 @@ impl Messages {
         let fingerprint =
             pagination::fingerprint(&["reactions", &id.to_string(), emoji.unwrap_or("")]);
         let after: Option<(i64, String, String)> =
-            pagination::decode("page_token", page_token, &fingerprint)
-                .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+            pagination::decode("page_token", page_token, &fingerprint)?;
         let after = match after {
             Some((micros, user, emoji)) => Some((
                 DateTime::<Utc>::from_timestamp_micros(micros)
@@ -733,21 +724,14 @@ impl Messages {
             )),
             None => None,
         };
-        let mut rows =
-            store::list_reactions(&self.db, tenant, id, emoji, after, page_size + 1).await?;
-        let more = rows.len() as u64 > page_size;
-        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
-        let next = match (more, rows.last()) {
-            (true, Some(last)) => pagination::encode(
-                &fingerprint,
-                &(
-                    last.created_at.timestamp_micros(),
-                    last.user_id.clone(),
-                    last.emoji.clone(),
-                ),
-            ),
-            _ => String::new(),
-        };
+        let rows = store::list_reactions(&self.db, tenant, id, emoji, after, page_size + 1).await?;
+        let (rows, next) = pagination::finish(rows, page_size, &fingerprint, |last| {
+            (
+                last.created_at.timestamp_micros(),
+                last.user_id.clone(),
+                last.emoji.clone(),
+            )
+        });
         Ok((rows, next))
     }
 

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
+};
+use sea_orm_migration::MigratorTrait;
 
 use crate::config::DatabaseSettings;
 
@@ -107,4 +110,19 @@ async fn connect_postgres(
 /// Whether the database is PostgreSQL (some statements differ).
 pub fn is_postgres(connection: &DatabaseConnection) -> bool {
     connection.get_database_backend() == DbBackend::Postgres
+}
+
+/// Connects as [`connect`] does and applies the service's migrations.
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    settings: &DatabaseSettings,
+    default_schema: &str,
+) -> anyhow::Result<DatabaseConnection> {
+    let connection = connect(settings, default_schema).await?;
+    M::up(&connection, None).await?;
+    Ok(connection)
+}
+
+/// Whether an error is a unique-constraint violation (a concurrent duplicate).
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }

@@ -45,8 +45,35 @@ pub fn encode<K: Serialize>(fingerprint: &str, key: &K) -> String {
     URL_SAFE_NO_PAD.encode(json)
 }
 
-/// Decodes a page token; an empty token means "first page" (`None`).
+/// Decodes a page token; an empty token means "first page" (`None`). A bad token is
+/// `INVALID_ARGUMENT` on `field`.
 pub fn decode<K: DeserializeOwned>(
+    field: &str,
+    token: &str,
+    fingerprint: &str,
+) -> crate::ApiResult<Option<K>> {
+    decode_token(field, token, fingerprint)
+        .map_err(|violation| crate::ApiError::InvalidArgument(vec![violation]))
+}
+
+/// Turns rows fetched with a limit of `page_size + 1` into the page and the token of the next
+/// page (empty when there is none), keyed by `key` of the page's last row.
+pub fn finish<T, K: Serialize>(
+    mut rows: Vec<T>,
+    page_size: u64,
+    fingerprint: &str,
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, String) {
+    let more = rows.len() as u64 > page_size;
+    rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => encode(fingerprint, &key(last)),
+        _ => String::new(),
+    };
+    (rows, next)
+}
+
+fn decode_token<K: DeserializeOwned>(
     field: &str,
     token: &str,
     fingerprint: &str,
@@ -69,6 +96,18 @@ pub fn decode<K: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finish_keeps_the_page_and_points_past_it() {
+        let (rows, next) = finish(vec![1, 2, 3], 2, "f", |last| *last);
+        assert_eq!(rows, vec![1, 2]);
+        assert_eq!(
+            decode::<i32>("page_token", &next, "f").ok().flatten(),
+            Some(2)
+        );
+        let (rows, next) = finish(vec![1, 2], 2, "f", |last| *last);
+        assert_eq!((rows, next), (vec![1, 2], String::new()));
+    }
 
     #[test]
     fn round_trips_and_rejects_changed_filters() {

@@ -14,9 +14,8 @@ use messaging_platform::config::DatabaseSettings;
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
-use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 use crate::domain::{Kind, Role};
@@ -29,15 +28,11 @@ pub const DEFAULT_SCHEMA: &str = "conversation";
 
 /// Connects and brings the schema up to date.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
-    let connection = messaging_platform::db::connect(settings, DEFAULT_SCHEMA).await?;
-    migration::Migrator::up(&connection, None).await?;
-    Ok(connection)
+    messaging_platform::db::connect_and_migrate::<migration::Migrator>(settings, DEFAULT_SCHEMA)
+        .await
 }
 
-/// Whether an error is a unique-constraint violation (a concurrent duplicate).
-pub fn is_unique_violation(error: &DbErr) -> bool {
-    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
+pub use messaging_platform::db::is_unique_violation;
 
 impl ConversationRow {
     /// The kind; a value this code did not write is a data fault.

@@ -9,9 +9,8 @@ use messaging_platform::config::DatabaseSettings;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
 };
-use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 pub use entity::message::Model as MessageRow;
@@ -25,15 +24,11 @@ pub const DEFAULT_SCHEMA: &str = "message";
 
 /// Connects and brings the schema up to date.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
-    let connection = messaging_platform::db::connect(settings, DEFAULT_SCHEMA).await?;
-    migration::Migrator::up(&connection, None).await?;
-    Ok(connection)
+    messaging_platform::db::connect_and_migrate::<migration::Migrator>(settings, DEFAULT_SCHEMA)
+        .await
 }
 
-/// Whether an error is a unique-constraint violation (a concurrent duplicate).
-pub fn is_unique_violation(error: &DbErr) -> bool {
-    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
+pub use messaging_platform::db::is_unique_violation;
 
 /// Takes the conversation's next sequence. The row stays locked until the transaction ends, so
 /// concurrent senders are numbered in commit order, and a rollback returns the number.
@@ -526,85 +521,30 @@ pub async fn unread_counts<C: ConnectionTrait>(
             entry.last_read_sequence = row.last_read_sequence;
         }
     }
-    let watermark = |table: &str| {
-        Expr::col((Alias::new("r"), read_state::Column::LastReadSequence))
-            .if_null(0)
-            .lt(Expr::col((Alias::new(table), Alias::new("sequence"))))
-    };
-    let read_join = |table: &str| {
-        Condition::all()
-            .add(
-                Expr::col((Alias::new("r"), read_state::Column::TenantId))
-                    .equals((Alias::new(table), Alias::new("tenant_id"))),
-            )
-            .add(
-                Expr::col((Alias::new("r"), read_state::Column::ConversationId))
-                    .equals((Alias::new(table), Alias::new("conversation_id"))),
-            )
-            .add(Expr::col((Alias::new("r"), read_state::Column::UserId)).eq(user))
-    };
-    let deleted = Query::select()
-        .expr_as(
-            Expr::col((Alias::new("d"), deletion::Column::ConversationId)),
-            Alias::new("conversation_id"),
-        )
-        .expr_as(
-            Expr::col((Alias::new("d"), deletion::Column::Sequence)).count(),
-            Alias::new("count"),
-        )
-        .from_as(deletion::Entity, Alias::new("d"))
-        .join_as(
-            JoinType::LeftJoin,
-            read_state::Entity,
-            Alias::new("r"),
-            read_join("d"),
-        )
-        .and_where(Expr::col((Alias::new("d"), deletion::Column::TenantId)).eq(tenant))
-        .and_where(
-            Expr::col((Alias::new("d"), deletion::Column::ConversationId))
-                .is_in(conversations.to_vec()),
-        )
-        .and_where(Expr::col((Alias::new("d"), deletion::Column::SenderId)).ne(user))
-        .and_where(watermark("d"))
-        .group_by_col((Alias::new("d"), deletion::Column::ConversationId))
-        .to_owned();
-    for row in CountRow::find_by_statement(connection.get_database_backend().build(&deleted))
-        .all(connection)
-        .await?
+    for row in counts_after_watermark(
+        connection,
+        deletion::Entity,
+        tenant,
+        user,
+        conversations,
+        None,
+    )
+    .await?
     {
         if let Some(entry) = result.get_mut(&row.conversation_id) {
             entry.unread -= row.count;
         }
     }
-    let mentioned = Query::select()
-        .expr_as(
-            Expr::col((Alias::new("m"), mention::Column::ConversationId)),
-            Alias::new("conversation_id"),
-        )
-        .expr_as(
-            Expr::col((Alias::new("m"), mention::Column::Sequence)).count(),
-            Alias::new("count"),
-        )
-        .from_as(mention::Entity, Alias::new("m"))
-        .join_as(
-            JoinType::LeftJoin,
-            read_state::Entity,
-            Alias::new("r"),
-            read_join("m"),
-        )
-        .and_where(Expr::col((Alias::new("m"), mention::Column::TenantId)).eq(tenant))
-        .and_where(Expr::col((Alias::new("m"), mention::Column::UserId)).eq(user))
-        .and_where(
-            Expr::col((Alias::new("m"), mention::Column::ConversationId))
-                .is_in(conversations.to_vec()),
-        )
-        .and_where(Expr::col((Alias::new("m"), mention::Column::SenderId)).ne(user))
-        .and_where(watermark("m"))
-        .group_by_col((Alias::new("m"), mention::Column::ConversationId))
-        .to_owned();
-    for row in CountRow::find_by_statement(connection.get_database_backend().build(&mentioned))
-        .all(connection)
-        .await?
+    let mentioning_user = Expr::col((Alias::new("t"), mention::Column::UserId)).eq(user);
+    for row in counts_after_watermark(
+        connection,
+        mention::Entity,
+        tenant,
+        user,
+        conversations,
+        Some(mentioning_user),
+    )
+    .await?
     {
         if let Some(entry) = result.get_mut(&row.conversation_id) {
             entry.mentions = row.count;
@@ -615,4 +555,45 @@ pub async fn unread_counts<C: ConnectionTrait>(
         entry.unread = std::cmp::max(entry.unread, 0);
     }
     Ok(result)
+}
+
+/// Per conversation, the rows of `table` (deletions or mentions: both have `tenant_id`,
+/// `conversation_id`, `sequence` and `sender_id`) after `user`'s watermark and not sent by
+/// `user`, further restricted by `extra` (on alias `t`).
+async fn counts_after_watermark<C: ConnectionTrait, E: EntityTrait>(
+    connection: &C,
+    table: E,
+    tenant: &str,
+    user: &str,
+    conversations: &[Uuid],
+    extra: Option<sea_orm::sea_query::SimpleExpr>,
+) -> Result<Vec<CountRow>, DbErr> {
+    let column = |name: &str| Expr::col((Alias::new("t"), Alias::new(name)));
+    let read = |name: &str| Expr::col((Alias::new("r"), Alias::new(name)));
+    let join = Condition::all()
+        .add(read("tenant_id").equals((Alias::new("t"), Alias::new("tenant_id"))))
+        .add(read("conversation_id").equals((Alias::new("t"), Alias::new("conversation_id"))))
+        .add(read("user_id").eq(user));
+    let mut query = Query::select();
+    query
+        .expr_as(column("conversation_id"), Alias::new("conversation_id"))
+        .expr_as(column("sequence").count(), Alias::new("count"))
+        .from_as(table, Alias::new("t"))
+        .join_as(
+            JoinType::LeftJoin,
+            read_state::Entity,
+            Alias::new("r"),
+            join,
+        )
+        .and_where(column("tenant_id").eq(tenant))
+        .and_where(column("conversation_id").is_in(conversations.to_vec()))
+        .and_where(column("sender_id").ne(user))
+        .and_where(read("last_read_sequence").if_null(0).lt(column("sequence")))
+        .group_by_col((Alias::new("t"), Alias::new("conversation_id")));
+    if let Some(extra) = extra {
+        query.and_where(extra);
+    }
+    CountRow::find_by_statement(connection.get_database_backend().build(&query))
+        .all(connection)
+        .await
 }

@@ -13,10 +13,14 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use uuid::Uuid;
 
 use crate::client::{Action, ConversationGate};
+use crate::convert;
 use crate::domain::{self, Content};
+use crate::events::{self, EventBus};
 use crate::store::{
     self, MessageFilter, MessageRow, ReactionRow, ReadStateRow, RevisionRow, SequenceRange, Unread,
 };
+use messaging_proto::message::v1 as pb;
+use sea_orm::ConnectionTrait;
 
 /// Limits the use cases enforce.
 #[derive(Debug, Clone)]
@@ -122,6 +126,7 @@ pub struct Messages {
     db: DatabaseConnection,
     gate: ConversationGate,
     policy: Policy,
+    bus: EventBus,
 }
 
 fn not_found() -> ApiError {
@@ -182,8 +187,33 @@ struct Cursor {
 
 impl Messages {
     /// The use cases over `db`, asking `gate` for permissions.
-    pub fn new(db: DatabaseConnection, gate: ConversationGate, policy: Policy) -> Self {
-        Self { db, gate, policy }
+    pub fn new(
+        db: DatabaseConnection,
+        gate: ConversationGate,
+        policy: Policy,
+        bus: EventBus,
+    ) -> Self {
+        Self {
+            db,
+            gate,
+            policy,
+            bus,
+        }
+    }
+
+    /// The permission gate (streams check membership through it too).
+    pub fn gate(&self) -> &ConversationGate {
+        &self.gate
+    }
+
+    /// The database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
     }
 
     /// The configured limits.
@@ -365,7 +395,16 @@ impl Messages {
             at,
         )
         .await?;
+        let message = convert::message_to_proto(MessageView {
+            row: row.clone(),
+            reactions: Vec::new(),
+        });
+        let payload = pb::event::Payload::MessageCreated(pb::MessageCreated {
+            message: Some(message),
+        });
+        record_event(&transaction, caller, new.conversation, at, payload).await?;
         transaction.commit().await?;
+        self.bus.committed();
         Ok(row)
     }
 
@@ -574,7 +613,16 @@ impl Messages {
         }
         row.edited_at = Some(at);
         let row = store::save_message(&transaction, row).await?;
+        let message = convert::message_to_proto(MessageView {
+            row: row.clone(),
+            reactions: Vec::new(),
+        });
+        let payload = pb::event::Payload::MessageEdited(pb::MessageEdited {
+            message: Some(message),
+        });
+        record_event(&transaction, caller, conversation, at, payload).await?;
         transaction.commit().await?;
+        self.bus.committed();
         self.view(caller, row).await
     }
 
@@ -622,7 +670,20 @@ impl Messages {
             store::save_message(&transaction, root).await?;
         }
         let row = store::save_message(&transaction, row).await?;
+        let deleted = pb::MessageDeleted {
+            message_id: row.id.to_string(),
+            sequence: row.sequence,
+        };
+        record_event(
+            &transaction,
+            caller,
+            conversation,
+            at,
+            pb::event::Payload::MessageDeleted(deleted),
+        )
+        .await?;
         transaction.commit().await?;
+        self.bus.committed();
         self.view(caller, row).await
     }
 
@@ -675,21 +736,39 @@ impl Messages {
                 "the message is deleted".to_owned(),
             ));
         }
-        if add {
-            store::add_reaction(
-                &self.db,
-                ReactionRow {
-                    tenant_id: tenant.to_owned(),
-                    message_id: id,
-                    user_id: caller.user_id.clone(),
-                    emoji: emoji.to_owned(),
-                    conversation_id: conversation,
-                    created_at: now(),
-                },
+        let reaction = ReactionRow {
+            tenant_id: tenant.to_owned(),
+            message_id: id,
+            user_id: caller.user_id.clone(),
+            emoji: emoji.to_owned(),
+            conversation_id: conversation,
+            created_at: now(),
+        };
+        let transaction = self.db.begin().await?;
+        let changed = if add {
+            store::add_reaction(&transaction, reaction.clone()).await?
+        } else {
+            store::remove_reaction(&transaction, tenant, id, &caller.user_id, emoji).await?
+        };
+        if changed {
+            let proto = Some(convert::reaction_to_proto(&reaction));
+            let payload = if add {
+                pb::event::Payload::ReactionAdded(pb::ReactionAdded { reaction: proto })
+            } else {
+                pb::event::Payload::ReactionRemoved(pb::ReactionRemoved { reaction: proto })
+            };
+            record_event(
+                &transaction,
+                caller,
+                conversation,
+                reaction.created_at,
+                payload,
             )
             .await?;
-        } else {
-            store::remove_reaction(&self.db, tenant, id, &caller.user_id, emoji).await?;
+        }
+        transaction.commit().await?;
+        if changed {
+            self.bus.committed();
         }
         Ok(self.view(caller, row).await?.reactions)
     }
@@ -748,16 +827,37 @@ impl Messages {
         let tenant = caller.tenant_id.as_str();
         let transaction = self.db.begin().await?;
         let last = store::last_sequence(&transaction, tenant, conversation).await?;
+        let before = store::read_state(&transaction, tenant, conversation, &caller.user_id)
+            .await?
+            .map_or(0, |state| state.last_read_sequence);
+        let at = now();
         let state = store::advance_read_state(
             &transaction,
             tenant,
             conversation,
             &caller.user_id,
             up_to.min(last),
-            now(),
+            at,
         )
         .await?;
+        let moved = state.last_read_sequence > before;
+        if moved {
+            let payload = pb::ReadStateMoved {
+                read_state: Some(convert::read_state_to_proto(state.clone())),
+            };
+            record_event(
+                &transaction,
+                caller,
+                conversation,
+                at,
+                pb::event::Payload::ReadStateMoved(payload),
+            )
+            .await?;
+        }
         transaction.commit().await?;
+        if moved {
+            self.bus.committed();
+        }
         Ok(state)
     }
 
@@ -820,4 +920,38 @@ fn map_send_error(error: DbErr) -> ApiError {
         }
         _ => ApiError::internal(error),
     }
+}
+
+/// Writes an event into the outbox within `connection`'s transaction.
+async fn record_event<C: ConnectionTrait>(
+    connection: &C,
+    caller: &Caller,
+    conversation: Uuid,
+    at: DateTime<Utc>,
+    payload: pb::event::Payload,
+) -> Result<(), DbErr> {
+    let event_id = Uuid::now_v7();
+    let event = pb::Event {
+        event_id: event_id.to_string(),
+        tenant_id: caller.tenant_id.clone(),
+        conversation_id: conversation.to_string(),
+        actor_id: caller.user_id.clone(),
+        time: Some(messaging_platform::time::to_timestamp(at)),
+        position: String::new(),
+        payload: Some(payload),
+    };
+    let (kind, bytes) = events::encode(&event);
+    store::insert_event(
+        connection,
+        store::NewEvent {
+            event_id,
+            tenant_id: caller.tenant_id.clone(),
+            conversation_id: conversation,
+            actor_id: caller.user_id.clone(),
+            kind,
+            occurred_at: at,
+            payload: bytes,
+        },
+    )
+    .await
 }

@@ -5,9 +5,12 @@
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod convert;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
+pub mod streams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +54,25 @@ pub async fn run(
         service.permission_cache_ttl,
         service.conversation_service_timeout,
     )?;
+    let bus = events::EventBus::new(service.bus_capacity);
+    let relay = tokio::spawn(events::run_relay(
+        db.clone(),
+        bus.clone(),
+        events::RelaySettings {
+            poll_interval: service.relay_poll_interval,
+            retention: service.event_retention,
+            prune_interval: std::time::Duration::from_secs(60).min(
+                service
+                    .event_retention
+                    .max(std::time::Duration::from_millis(10)),
+            ),
+        },
+    ));
+    let streams = streams::StreamSettings {
+        heartbeat_interval: service.heartbeat_interval,
+        buffer: service.stream_buffer,
+        typing_interval: service.typing_interval,
+    };
     let app = Messages::new(
         db,
         gate,
@@ -58,9 +80,10 @@ pub async fn run(
             max_body_bytes: service.max_body_bytes,
             edit_window: service.edit_window,
         },
+        bus,
     );
     let routes = Routes::new(MessageServiceServer::with_interceptor(
-        grpc::MessageGrpc::new(app),
+        grpc::MessageGrpc::new(app, streams),
         authenticator.interceptor(),
     ))
     .add_service(ComplianceServiceServer::with_interceptor(
@@ -68,5 +91,8 @@ pub async fn run(
         authenticator.interceptor(),
     ));
     tracing::info!(address = %listener.local_addr()?, "message-service listening");
-    messaging_platform::server::serve(listener, routes, &SERVICE_NAMES, shutdown).await
+    let result =
+        messaging_platform::server::serve(listener, routes, &SERVICE_NAMES, shutdown).await;
+    relay.abort();
+    result
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use messaging_platform::time::{from_timestamp, to_optional_timestamp, to_timestamp};
+use messaging_platform::time::{from_timestamp, to_timestamp};
 use messaging_platform::validate::{page_size, principal_id, resource_id};
 use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
 use messaging_proto::message::v1 as pb;
@@ -12,9 +12,11 @@ use messaging_proto::message::v1::compliance_service_server::ComplianceService;
 use messaging_proto::message::v1::message_service_server::MessageService;
 use tonic::{Request, Response, Status};
 
-use crate::app::{self, Edit, ListRequest, MessageView, Messages, NewMessage, Start};
+use crate::app::{self, Edit, ListRequest, Messages, NewMessage, Start};
+use crate::convert::{message_to_proto, read_state_to_proto, summaries_to_proto};
 use crate::domain::{self, Content};
-use crate::store::{MessageFilter, ReadStateRow};
+use crate::store::MessageFilter;
+use crate::streams::{self, StreamSettings};
 
 /// Default and largest page of messages, revisions and reactions.
 const PAGE: (u64, u64) = (50, 200);
@@ -23,12 +25,26 @@ const PAGE: (u64, u64) = (50, 200);
 #[derive(Debug, Clone)]
 pub struct MessageGrpc {
     app: Messages,
+    streams: StreamSettings,
+    typing_limiter: moka::sync::Cache<(String, uuid::Uuid, String), ()>,
 }
 
 impl MessageGrpc {
     /// The adapter over `app`.
-    pub fn new(app: Messages) -> Self {
-        Self { app }
+    pub fn new(app: Messages, streams: StreamSettings) -> Self {
+        let typing_limiter = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(
+                streams
+                    .typing_interval
+                    .max(std::time::Duration::from_millis(1)),
+            )
+            .build();
+        Self {
+            app,
+            streams,
+            typing_limiter,
+        }
     }
 }
 
@@ -41,78 +57,6 @@ impl ComplianceService for ComplianceGrpc {}
 
 fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
-}
-
-fn content_to_proto(content: Option<Content>) -> Option<pb::message::Content> {
-    content.map(|content| match content {
-        Content::Text(text) => pb::message::Content::Text(text),
-        Content::Encrypted {
-            ciphertext,
-            algorithm,
-            key_id,
-        } => pb::message::Content::Encrypted(pb::EncryptedPayload {
-            ciphertext,
-            algorithm,
-            key_id,
-            search_tokens: Vec::new(),
-        }),
-    })
-}
-
-fn message_to_proto(view: MessageView) -> pb::Message {
-    let row = view.row;
-    let content = app::row_content(
-        &row.content_kind,
-        &row.text,
-        &row.ciphertext,
-        &row.cipher_algorithm,
-        &row.cipher_key_id,
-    );
-    pb::Message {
-        message_id: row.id.to_string(),
-        conversation_id: row.conversation_id.to_string(),
-        sequence: row.sequence,
-        sender_id: row.sender_id,
-        content: content_to_proto(content),
-        parent_id: row.parent_id.map(|id| id.to_string()).unwrap_or_default(),
-        mention_ids: serde_json::from_str(&row.mention_ids).unwrap_or_default(),
-        metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
-        attachments: Vec::new(),
-        reactions: view
-            .reactions
-            .into_iter()
-            .map(|reaction| pb::ReactionSummary {
-                emoji: reaction.emoji,
-                count: i32::try_from(reaction.count).unwrap_or(i32::MAX),
-                reacted_by_caller: reaction.mine,
-            })
-            .collect(),
-        reply_count: row.reply_count,
-        last_reply_time: to_optional_timestamp(row.last_reply_at),
-        create_time: Some(to_timestamp(row.created_at)),
-        edit_time: to_optional_timestamp(row.edited_at),
-        delete_time: to_optional_timestamp(row.deleted_at),
-        request_id: row.request_id.unwrap_or_default(),
-    }
-}
-
-fn read_state_to_proto(row: ReadStateRow) -> pb::ReadState {
-    pb::ReadState {
-        user_id: row.user_id,
-        last_read_sequence: row.last_read_sequence,
-        update_time: Some(to_timestamp(row.updated_at)),
-    }
-}
-
-fn summaries_to_proto(reactions: Vec<app::ReactionSummary>) -> Vec<pb::ReactionSummary> {
-    reactions
-        .into_iter()
-        .map(|reaction| pb::ReactionSummary {
-            emoji: reaction.emoji,
-            count: i32::try_from(reaction.count).unwrap_or(i32::MAX),
-            reacted_by_caller: reaction.mine,
-        })
-        .collect()
 }
 
 fn encrypted(
@@ -667,6 +611,79 @@ impl MessageService for MessageGrpc {
                         })
                         .collect(),
                 })
+            }
+            .await,
+        )
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<streams::SubscribeStream>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let mut violations = FieldViolations::new();
+                let resume = if request.resume_position.is_empty() {
+                    None
+                } else {
+                    match request.resume_position.parse::<i64>() {
+                        Ok(position) if position >= 0 => Some(position),
+                        _ => {
+                            violations
+                                .add("resume_position", "is not a position this service issued");
+                            None
+                        }
+                    }
+                };
+                if request.conversation_ids.len() > app::MAX_UNREAD_CONVERSATIONS {
+                    violations.add("conversation_ids", "at most 1000 conversations");
+                }
+                let conversations: Vec<uuid::Uuid> = request
+                    .conversation_ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, id)| {
+                        violations.check(resource_id(&format!("conversation_ids[{index}]"), id))
+                    })
+                    .collect();
+                violations.finish()?;
+                streams::subscribe(&self.app, &self.streams, caller, resume, conversations).await
+            }
+            .await,
+        )
+    }
+
+    async fn send_typing_indicator(
+        &self,
+        request: Request<pb::SendTypingIndicatorRequest>,
+    ) -> Result<Response<pb::SendTypingIndicatorResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let mut violations = FieldViolations::new();
+                let conversation =
+                    violations.check(resource_id("conversation_id", &request.conversation_id));
+                let parent = if request.parent_id.is_empty() {
+                    None
+                } else {
+                    violations.check(resource_id("parent_id", &request.parent_id))
+                };
+                let Some(conversation) = conversation else {
+                    return Err(violations.into_error());
+                };
+                violations.finish()?;
+                streams::typing(
+                    &self.app,
+                    &self.typing_limiter,
+                    &caller,
+                    conversation,
+                    parent,
+                )
+                .await?;
+                Ok(pb::SendTypingIndicatorResponse {})
             }
             .await,
         )

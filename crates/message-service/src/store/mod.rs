@@ -293,12 +293,12 @@ pub async fn list_messages<C: ConnectionTrait>(
 pub async fn add_reaction<C: ConnectionTrait>(
     connection: &C,
     row: ReactionRow,
-) -> Result<(), DbErr> {
-    reaction::Entity::insert(reaction::ActiveModel::from(row))
+) -> Result<bool, DbErr> {
+    let inserted = reaction::Entity::insert(reaction::ActiveModel::from(row))
         .on_conflict_do_nothing()
         .exec_without_returning(connection)
         .await?;
-    Ok(())
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(rows) if rows > 0))
 }
 
 /// Removes a reaction if present.
@@ -308,15 +308,15 @@ pub async fn remove_reaction<C: ConnectionTrait>(
     message_id: Uuid,
     user: &str,
     emoji: &str,
-) -> Result<(), DbErr> {
-    reaction::Entity::delete_many()
+) -> Result<bool, DbErr> {
+    let deleted = reaction::Entity::delete_many()
         .filter(reaction::Column::TenantId.eq(tenant))
         .filter(reaction::Column::MessageId.eq(message_id))
         .filter(reaction::Column::UserId.eq(user))
         .filter(reaction::Column::Emoji.eq(emoji))
         .exec(connection)
         .await?;
-    Ok(())
+    Ok(deleted.rows_affected > 0)
 }
 
 /// Per message and emoji: how many reacted, and whether `user` did.
@@ -596,4 +596,152 @@ async fn counts_after_watermark<C: ConnectionTrait, E: EntityTrait>(
     CountRow::find_by_statement(connection.get_database_backend().build(&query))
         .all(connection)
         .await
+}
+
+pub use entity::event::Model as EventRow;
+use entity::{event, event_relay};
+
+const RELAY: &str = "relay";
+
+/// An event to write into the outbox.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its unique id.
+    pub event_id: Uuid,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Who caused it.
+    pub actor_id: String,
+    /// For example `message.created`.
+    pub kind: String,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The encoded `messaging.message.v1.Event`, without position.
+    pub payload: Vec<u8>,
+}
+
+/// Writes an event into the outbox, in the caller's transaction.
+pub async fn insert_event<C: ConnectionTrait>(connection: &C, new: NewEvent) -> Result<(), DbErr> {
+    event::Entity::insert(event::ActiveModel {
+        id: sea_orm::NotSet,
+        event_id: sea_orm::Set(new.event_id),
+        tenant_id: sea_orm::Set(new.tenant_id),
+        conversation_id: sea_orm::Set(new.conversation_id),
+        actor_id: sea_orm::Set(new.actor_id),
+        kind: sea_orm::Set(new.kind),
+        occurred_at: sea_orm::Set(new.occurred_at),
+        payload: sea_orm::Set(new.payload),
+        position: sea_orm::Set(None),
+    })
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
+/// The relay's state: last position handed out, and how far events were pruned.
+pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64), DbErr> {
+    let state = event_relay::Entity::find_by_id(RELAY.to_owned())
+        .one(connection)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    Ok((state.last_position, state.pruned_through))
+}
+
+/// Stamps up to `batch` committed, unstamped events with the next positions, in insertion
+/// order. The relay row is locked meanwhile, so replicas stamp one after the other and a
+/// visible position implies every lower one is visible too. Returns how many were stamped.
+pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
+    use sea_orm::TransactionTrait;
+    let transaction = db.begin().await?;
+    let relay = event_relay::Entity::find_by_id(RELAY.to_owned())
+        .lock_exclusive()
+        .one(&transaction)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    let ids: Vec<i64> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
+        .filter(event::Column::Position.is_null())
+        .order_by_asc(event::Column::Id)
+        .limit(batch)
+        .into_tuple()
+        .all(&transaction)
+        .await?;
+    if ids.is_empty() {
+        transaction.rollback().await?;
+        return Ok(0);
+    }
+    let mut position = relay.last_position;
+    for id in &ids {
+        position += 1;
+        event::Entity::update_many()
+            .col_expr(event::Column::Position, Expr::value(position))
+            .filter(event::Column::Id.eq(*id))
+            .exec(&transaction)
+            .await?;
+    }
+    event_relay::Entity::update_many()
+        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
+        .filter(event_relay::Column::Name.eq(RELAY))
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(ids.len() as u64)
+}
+
+/// Stamped events after `after`, in position order: all tenants when `tenant` is `None`.
+pub async fn events_after<C: ConnectionTrait>(
+    connection: &C,
+    tenant: Option<&str>,
+    after: i64,
+    through: Option<i64>,
+    limit: u64,
+) -> Result<Vec<EventRow>, DbErr> {
+    let mut query = event::Entity::find().filter(event::Column::Position.gt(after));
+    if let Some(tenant) = tenant {
+        query = query.filter(event::Column::TenantId.eq(tenant));
+    }
+    if let Some(through) = through {
+        query = query.filter(event::Column::Position.lte(through));
+    }
+    query
+        .order_by_asc(event::Column::Position)
+        .limit(limit)
+        .all(connection)
+        .await
+}
+
+/// Deletes stamped events that occurred before `before` (a prefix of positions), and records
+/// how far: resuming from before that point then needs a resync. Returns how many went.
+pub async fn prune_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    use sea_orm::TransactionTrait;
+    let transaction = db.begin().await?;
+    let newest_old: Option<i64> = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Position.max(), "position")
+        .filter(event::Column::Position.is_not_null())
+        .filter(event::Column::OccurredAt.lt(before))
+        .into_tuple::<Option<i64>>()
+        .one(&transaction)
+        .await?
+        .flatten();
+    let Some(through) = newest_old else {
+        transaction.rollback().await?;
+        return Ok(0);
+    };
+    let deleted = event::Entity::delete_many()
+        .filter(event::Column::Position.lte(through))
+        .exec(&transaction)
+        .await?
+        .rows_affected;
+    event_relay::Entity::update_many()
+        .col_expr(event_relay::Column::PrunedThrough, Expr::value(through))
+        .filter(event_relay::Column::Name.eq(RELAY))
+        .filter(event_relay::Column::PrunedThrough.lt(through))
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(deleted)
 }

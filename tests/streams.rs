@@ -1,0 +1,508 @@
+//! Subscribe over real gRPC, on SQLite and on PostgreSQL: every kind of change arrives, resume
+//! delivers exactly what was missed (also with concurrent writers), too-old positions get the
+//! resync signal, removed participants and other tenants see nothing, typing is ephemeral and
+//! rate limited, idle streams get heartbeats and slow ones are ended with a clear status.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use messaging_e2e::{Backend, MessageClient, MessagingHarness, backend_tests};
+use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
+use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
+use tonic::Code;
+use tonic::codec::Streaming;
+
+backend_tests!(
+    every_kind_of_change_arrives_in_order,
+    resume_delivers_exactly_what_was_missed,
+    too_old_positions_get_a_resync_signal,
+    removed_participants_stop_receiving,
+    other_tenants_events_never_arrive,
+    typing_is_ephemeral_and_rate_limited,
+    idle_streams_get_heartbeats,
+    slow_subscribers_are_ended_with_a_resume_position,
+);
+
+const TENANT: &str = "acme";
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn team(harness: &MessagingHarness, tenant: &str) -> String {
+    let mut alice = harness.conversations.client(tenant, "alice");
+    let spec = |user: &str, role: Role| conversation::ParticipantSpec {
+        user_id: user.to_owned(),
+        role: role.into(),
+    };
+    alice
+        .create_conversation(conversation::CreateConversationRequest {
+            r#type: ConversationType::Group.into(),
+            title: "Team".to_owned(),
+            participants: vec![
+                spec("bob", Role::Member),
+                spec("mia", Role::Member),
+                spec("vic", Role::Viewer),
+            ],
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .conversation
+        .expect("conversation")
+        .conversation_id
+}
+
+fn text(conversation_id: &str, body: &str) -> pb::SendMessageRequest {
+    pb::SendMessageRequest {
+        conversation_id: conversation_id.to_owned(),
+        content: Some(pb::send_message_request::Content::Text(body.to_owned())),
+        ..Default::default()
+    }
+}
+
+async fn subscribe(client: &mut MessageClient, resume: &str) -> Streaming<pb::SubscribeResponse> {
+    client
+        .subscribe(pb::SubscribeRequest {
+            resume_position: resume.to_owned(),
+            conversation_ids: Vec::new(),
+        })
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+/// The next item that is not a heartbeat, within `WAIT`.
+async fn next(stream: &mut Streaming<pb::SubscribeResponse>) -> Item {
+    loop {
+        let item = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("an item within the deadline")
+            .expect("stream ok")
+            .expect("stream open")
+            .item
+            .expect("item");
+        if !matches!(item, Item::Heartbeat(_)) {
+            return item;
+        }
+    }
+}
+
+async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> pb::Event {
+    match next(stream).await {
+        Item::Event(event) => event,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+fn created_text(event: &pb::Event) -> Option<String> {
+    match &event.payload {
+        Some(Payload::MessageCreated(created)) => {
+            match created.message.as_ref()?.content.as_ref()? {
+                pb::message::Content::Text(text) => Some(text.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+async fn every_kind_of_change_arrives_in_order(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = team(&harness, TENANT).await;
+    let (mut alice, mut bob) = (
+        harness.client(TENANT, "alice"),
+        harness.client(TENANT, "bob"),
+    );
+    let mut stream = subscribe(&mut bob, "").await;
+
+    let message = alice
+        .send_message(text(&id, "hello"))
+        .await
+        .expect("send")
+        .into_inner()
+        .message
+        .expect("m");
+    let ids = |message: &pb::Message| (id.clone(), message.message_id.clone());
+    let (conversation_id, message_id) = ids(&message);
+    alice
+        .update_message(pb::UpdateMessageRequest {
+            conversation_id: conversation_id.clone(),
+            message_id: message_id.clone(),
+            content: Some(pb::update_message_request::Content::Text(
+                "hello, edited".to_owned(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("edit");
+    let reaction = pb::AddReactionRequest {
+        conversation_id: conversation_id.clone(),
+        message_id: message_id.clone(),
+        emoji: "👍".to_owned(),
+    };
+    bob.add_reaction(reaction.clone()).await.expect("react");
+    bob.add_reaction(reaction)
+        .await
+        .expect("react again: no event");
+    bob.remove_reaction(pb::RemoveReactionRequest {
+        conversation_id: conversation_id.clone(),
+        message_id: message_id.clone(),
+        emoji: "👍".to_owned(),
+    })
+    .await
+    .expect("unreact");
+    bob.mark_read(pb::MarkReadRequest {
+        conversation_id: conversation_id.clone(),
+        up_to_sequence: 1,
+    })
+    .await
+    .expect("read");
+    bob.mark_read(pb::MarkReadRequest {
+        conversation_id: conversation_id.clone(),
+        up_to_sequence: 1,
+    })
+    .await
+    .expect("read again: no event");
+    alice
+        .delete_message(pb::DeleteMessageRequest {
+            conversation_id: conversation_id.clone(),
+            message_id: message_id.clone(),
+        })
+        .await
+        .expect("delete");
+
+    let mut kinds = Vec::new();
+    let mut positions = Vec::new();
+    for _ in 0..6 {
+        let event = next_event(&mut stream).await;
+        assert_eq!(
+            (event.tenant_id.as_str(), event.conversation_id.as_str()),
+            (TENANT, id.as_str())
+        );
+        assert!(!event.event_id.is_empty() && event.time.is_some());
+        positions.push(event.position.parse::<i64>().expect("numeric position"));
+        kinds.push(match event.payload.expect("payload") {
+            Payload::MessageCreated(created) => {
+                assert_eq!(created.message.expect("m").message_id, message_id);
+                "created"
+            }
+            Payload::MessageEdited(edited) => {
+                assert_eq!(
+                    edited.message.expect("m").content,
+                    Some(pb::message::Content::Text("hello, edited".to_owned()))
+                );
+                "edited"
+            }
+            Payload::ReactionAdded(added) => {
+                assert_eq!(added.reaction.expect("r").user_id, "bob");
+                "reaction added"
+            }
+            Payload::ReactionRemoved(_) => "reaction removed",
+            Payload::ReadStateMoved(moved) => {
+                assert_eq!(moved.read_state.expect("s").last_read_sequence, 1);
+                "read"
+            }
+            Payload::MessageDeleted(deleted) => {
+                assert_eq!(
+                    (deleted.message_id.as_str(), deleted.sequence),
+                    (message_id.as_str(), 1)
+                );
+                "deleted"
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            "created",
+            "edited",
+            "reaction added",
+            "reaction removed",
+            "read",
+            "deleted"
+        ]
+    );
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "{positions:?}"
+    );
+}
+
+async fn resume_delivers_exactly_what_was_missed(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = team(&harness, TENANT).await;
+    let mut bob = harness.client(TENANT, "bob");
+    let mut first = subscribe(&mut bob, "").await;
+    let mut writers = Vec::new();
+    for user in ["alice", "bob", "mia"] {
+        let mut client = harness.client(TENANT, user);
+        let id = id.clone();
+        writers.push(tokio::spawn(async move {
+            for index in 0..10 {
+                client
+                    .send_message(text(&id, &format!("{user} {index}")))
+                    .await
+                    .expect("send");
+            }
+        }));
+    }
+    // Take part of the stream, then disconnect while the writers go on.
+    let mut seen = Vec::new();
+    let mut last = String::new();
+    for _ in 0..7 {
+        let event = next_event(&mut first).await;
+        seen.push(created_text(&event).expect("a message"));
+        last = event.position;
+    }
+    drop(first);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let mut resumed = subscribe(&mut bob, &last).await;
+    let mut positions = vec![last.parse::<i64>().expect("position")];
+    while seen.len() < 30 {
+        let event = next_event(&mut resumed).await;
+        positions.push(event.position.parse().expect("position"));
+        seen.push(created_text(&event).expect("a message"));
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 30, "every message exactly once");
+    assert!(
+        positions.windows(2).all(|pair| pair[1] == pair[0] + 1),
+        "in order, none missing: {positions:?}"
+    );
+    // Per writer, the order of sending is kept.
+    for user in ["alice", "bob", "mia"] {
+        let own: Vec<&String> = seen.iter().filter(|text| text.starts_with(user)).collect();
+        let expected: Vec<String> = (0..10).map(|index| format!("{user} {index}")).collect();
+        assert_eq!(own, expected.iter().collect::<Vec<_>>());
+    }
+}
+
+async fn too_old_positions_get_a_resync_signal(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.event_retention = Duration::ZERO;
+    })
+    .await;
+    let id = team(&harness, TENANT).await;
+    let (mut alice, mut bob) = (
+        harness.client(TENANT, "alice"),
+        harness.client(TENANT, "bob"),
+    );
+    alice
+        .send_message(text(&id, "soon pruned"))
+        .await
+        .expect("send");
+    // Pruning runs in the background: wait (with a deadline) until resuming from 0 says resync.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut stream = subscribe(&mut bob, "0").await;
+        match next(&mut stream).await {
+            Item::ResyncRequired(resync) => {
+                assert!(resync.position.parse::<i64>().expect("position") >= 1);
+                break;
+            }
+            Item::Event(_) => assert!(Instant::now() < deadline, "events were never pruned"),
+            other => panic!("unexpected {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = bob
+        .subscribe(pb::SubscribeRequest {
+            resume_position: "not-a-position".to_owned(),
+            conversation_ids: Vec::new(),
+        })
+        .await
+        .expect_err("bad position");
+    assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+async fn removed_participants_stop_receiving(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.permission_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let id = team(&harness, TENANT).await;
+    let (mut alice, mut bob) = (
+        harness.client(TENANT, "alice"),
+        harness.client(TENANT, "bob"),
+    );
+    let mut stream = subscribe(&mut bob, "").await;
+    alice
+        .send_message(text(&id, "for bob"))
+        .await
+        .expect("send");
+    assert_eq!(
+        created_text(&next_event(&mut stream).await).as_deref(),
+        Some("for bob")
+    );
+    let mut conversations = harness.conversations.client(TENANT, "alice");
+    conversations
+        .remove_participant(conversation::RemoveParticipantRequest {
+            conversation_id: id.clone(),
+            user_id: "bob".to_owned(),
+        })
+        .await
+        .expect("remove");
+    alice
+        .send_message(text(&id, "not for bob"))
+        .await
+        .expect("send");
+    // A conversation bob joins after subscribing still reaches him, and proves the order.
+    let direct = conversations
+        .create_conversation(conversation::CreateConversationRequest {
+            r#type: ConversationType::Direct.into(),
+            participants: vec![conversation::ParticipantSpec {
+                user_id: "bob".to_owned(),
+                role: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("direct")
+        .into_inner()
+        .conversation
+        .expect("c")
+        .conversation_id;
+    alice
+        .send_message(text(&direct, "direct to bob"))
+        .await
+        .expect("send");
+    assert_eq!(
+        created_text(&next_event(&mut stream).await).as_deref(),
+        Some("direct to bob")
+    );
+}
+
+async fn other_tenants_events_never_arrive(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let acme = team(&harness, TENANT).await;
+    let globex = team(&harness, "globex").await;
+    let mut globex_bob = harness.client("globex", "bob");
+    let mut stream = subscribe(&mut globex_bob, "").await;
+    let mut acme_alice = harness.client(TENANT, "alice");
+    for index in 0..3 {
+        acme_alice
+            .send_message(text(&acme, &format!("acme secret {index}")))
+            .await
+            .expect("send");
+    }
+    let mut globex_alice = harness.client("globex", "alice");
+    globex_alice
+        .send_message(text(&globex, "globex news"))
+        .await
+        .expect("send");
+    let event = next_event(&mut stream).await;
+    assert_eq!(
+        (event.tenant_id.as_str(), created_text(&event).as_deref()),
+        ("globex", Some("globex news"))
+    );
+    // Replay filters by tenant too.
+    let mut replay = subscribe(&mut globex_bob, "0").await;
+    let event = next_event(&mut replay).await;
+    assert_eq!(created_text(&event).as_deref(), Some("globex news"));
+}
+
+async fn typing_is_ephemeral_and_rate_limited(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = team(&harness, TENANT).await;
+    let (mut alice, mut bob, mut vic) = (
+        harness.client(TENANT, "alice"),
+        harness.client(TENANT, "bob"),
+        harness.client(TENANT, "vic"),
+    );
+    let mut stream = subscribe(&mut bob, "").await;
+    let typing = pb::SendTypingIndicatorRequest {
+        conversation_id: id.clone(),
+        parent_id: String::new(),
+    };
+    alice
+        .send_typing_indicator(typing.clone())
+        .await
+        .expect("typing");
+    let status = alice
+        .send_typing_indicator(typing.clone())
+        .await
+        .expect_err("too often");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        vic.send_typing_indicator(typing)
+            .await
+            .expect_err("viewer")
+            .code(),
+        Code::PermissionDenied
+    );
+    let event = next_event(&mut stream).await;
+    assert!(event.position.is_empty(), "typing has no position");
+    assert!(
+        matches!(event.payload, Some(Payload::Typing(ref typing)) if typing.user_id == "alice")
+    );
+    alice
+        .send_message(text(&id, "after typing"))
+        .await
+        .expect("send");
+    assert_eq!(
+        created_text(&next_event(&mut stream).await).as_deref(),
+        Some("after typing")
+    );
+    // Never replayed.
+    let mut replay = subscribe(&mut bob, "0").await;
+    assert_eq!(
+        created_text(&next_event(&mut replay).await).as_deref(),
+        Some("after typing")
+    );
+}
+
+async fn idle_streams_get_heartbeats(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.heartbeat_interval = Duration::from_millis(50);
+    })
+    .await;
+    team(&harness, TENANT).await;
+    let mut bob = harness.client(TENANT, "bob");
+    let mut stream = subscribe(&mut bob, "").await;
+    let item = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("open");
+    assert!(matches!(item.item, Some(Item::Heartbeat(_))));
+}
+
+async fn slow_subscribers_are_ended_with_a_resume_position(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.stream_buffer = 1;
+        settings.message_service.bus_capacity = 16;
+    })
+    .await;
+    let id = team(&harness, TENANT).await;
+    let (mut alice, mut bob) = (
+        harness.client(TENANT, "alice"),
+        harness.client(TENANT, "bob"),
+    );
+    let mut stream = subscribe(&mut bob, "").await;
+    // Bob does not read while 300 messages of 16 KiB (about 4.8 MiB, well beyond the HTTP/2
+    // flow-control windows of both ends) go out.
+    let body = "x".repeat(16 * 1024);
+    for _ in 0..300 {
+        alice.send_message(text(&id, &body)).await.expect("send");
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        assert!(Instant::now() < deadline, "the slow stream was never ended");
+        match tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("in time")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("resume_position"),
+        "{}",
+        status.message()
+    );
+}

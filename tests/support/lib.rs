@@ -465,3 +465,71 @@ impl MessagingHarness {
         )
     }
 }
+
+/// Starts conversation-service with `settings`.
+pub async fn start_conversation_service(
+    settings: conversation_service::config::Settings,
+) -> RunningServer {
+    RunningServer::start(move |listener, shutdown| {
+        conversation_service::run(settings, listener, async move {
+            let _ = shutdown.await;
+        })
+    })
+    .await
+}
+
+/// A MessageService client for `user` of `tenant` on `server`.
+pub async fn message_client(server: &RunningServer, tenant: &str, user: &str) -> MessageClient {
+    let token = issuer()
+        .issue(tenant, user, &[], Duration::from_secs(600))
+        .expect("token");
+    messaging_proto::message::v1::message_service_client::MessageServiceClient::with_interceptor(
+        server.channel().await,
+        Headers::bearer(&token),
+    )
+}
+
+/// A ConversationService client for `user` of `tenant` on `server`.
+pub async fn conversation_client(
+    server: &RunningServer,
+    tenant: &str,
+    user: &str,
+) -> ConversationClient {
+    let token = issuer()
+        .issue(tenant, user, &[], Duration::from_secs(600))
+        .expect("token");
+    ConversationServiceClient::with_interceptor(server.channel().await, Headers::bearer(&token))
+}
+
+fn nats_url() -> String {
+    std::env::var("MESSAGING_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// The test NATS server's URL when reachable; `None` (skip) outside CI, a panic under `CI=true`.
+pub async fn nats_or_skip() -> Option<String> {
+    let url = nats_url();
+    let reachable = tokio::time::timeout(Duration::from_secs(5), async_nats::connect(&url))
+        .await
+        .map(|result| result.is_ok())
+        .unwrap_or(false);
+    if reachable {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |value| value != "true"),
+        "NATS at {url} is unreachable and CI=true: NATS tests must run"
+    );
+    eprintln!("skipping: NATS at {url} is unreachable (set CI=true to fail instead)");
+    None
+}
+
+/// NATS settings with a stream and subject prefix of their own, so tests run side by side.
+pub fn isolated_nats(url: &str) -> message_service::events::NatsSettings {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    message_service::events::NatsSettings {
+        url: url.to_owned(),
+        stream: format!("TEST_{unique}"),
+        subject_prefix: format!("test_{unique}"),
+        ..Default::default()
+    }
+}

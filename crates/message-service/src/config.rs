@@ -68,6 +68,8 @@ pub struct ServiceSettings {
     /// Least time between two typing indicators of one user in one conversation; default 1 s.
     #[serde(with = "humantime_serde")]
     pub typing_interval: Duration,
+    /// Where events go for other services (`[message_service.nats]`); off by default.
+    pub nats: crate::events::NatsSettings,
 }
 
 impl Default for ServiceSettings {
@@ -92,6 +94,7 @@ impl Default for ServiceSettings {
             stream_buffer: 256,
             bus_capacity: 4_096,
             typing_interval: Duration::from_secs(1),
+            nats: crate::events::NatsSettings::default(),
         }
     }
 }

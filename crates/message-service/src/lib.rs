@@ -55,6 +55,11 @@ pub async fn run(
         service.conversation_service_timeout,
     )?;
     let bus = events::EventBus::new(service.bus_capacity);
+    let nats = if service.nats.url.is_empty() {
+        None
+    } else {
+        Some(events::NatsPublisher::connect(&service.nats).await?)
+    };
     let relay = tokio::spawn(events::run_relay(
         db.clone(),
         bus.clone(),
@@ -67,6 +72,7 @@ pub async fn run(
                     .max(std::time::Duration::from_millis(10)),
             ),
         },
+        nats,
     ));
     let streams = streams::StreamSettings {
         heartbeat_interval: service.heartbeat_interval,

@@ -237,6 +237,8 @@ pub mod event_relay {
         pub last_position: i64,
         /// Positions up to here are gone: resuming from before needs a resync.
         pub pruned_through: i64,
+        /// Positions up to here are acknowledged by NATS JetStream.
+        pub nats_published_through: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -715,7 +715,11 @@ pub async fn events_after<C: ConnectionTrait>(
 
 /// Deletes stamped events that occurred before `before` (a prefix of positions), and records
 /// how far: resuming from before that point then needs a resync. Returns how many went.
-pub async fn prune_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64, DbErr> {
+pub async fn prune_events(
+    db: &DatabaseConnection,
+    before: DateTime<Utc>,
+    keep_after: Option<i64>,
+) -> Result<u64, DbErr> {
     use sea_orm::TransactionTrait;
     let transaction = db.begin().await?;
     let newest_old: Option<i64> = event::Entity::find()
@@ -727,7 +731,10 @@ pub async fn prune_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Res
         .one(&transaction)
         .await?
         .flatten();
-    let Some(through) = newest_old else {
+    // Never past what NATS has acknowledged, when events go there too.
+    let Some(through) =
+        newest_old.map(|newest| keep_after.map_or(newest, |keep| std::cmp::min(newest, keep)))
+    else {
         transaction.rollback().await?;
         return Ok(0);
     };
@@ -744,4 +751,60 @@ pub async fn prune_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Res
         .await?;
     transaction.commit().await?;
     Ok(deleted)
+}
+
+/// Publishes, under the relay row's lock, the stamped events after the NATS progress mark
+/// through `publish` (which must return only once JetStream acknowledged them all), then moves
+/// the mark. Replicas take turns; a relay killed in between publishes again from the mark,
+/// and JetStream drops the repeats by message id. Returns how many were published.
+pub async fn publish_pending<F, Fut>(
+    db: &DatabaseConnection,
+    batch: u64,
+    publish: F,
+) -> Result<u64, DbErr>
+where
+    F: FnOnce(Vec<EventRow>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use sea_orm::TransactionTrait;
+    let transaction = db.begin().await?;
+    let relay = event_relay::Entity::find_by_id(RELAY.to_owned())
+        .lock_exclusive()
+        .one(&transaction)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    let rows = events_after(
+        &transaction,
+        None,
+        relay.nats_published_through,
+        None,
+        batch,
+    )
+    .await?;
+    let Some(through) = rows.last().and_then(|row| row.position) else {
+        transaction.rollback().await?;
+        return Ok(0);
+    };
+    let count = rows.len() as u64;
+    publish(rows).await.map_err(DbErr::Custom)?;
+    event_relay::Entity::update_many()
+        .col_expr(
+            event_relay::Column::NatsPublishedThrough,
+            Expr::value(through),
+        )
+        .filter(event_relay::Column::Name.eq(RELAY))
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(count)
+}
+
+/// The relay's whole state row.
+pub async fn relay_state_full<C: ConnectionTrait>(
+    connection: &C,
+) -> Result<entity::event_relay::Model, DbErr> {
+    event_relay::Entity::find_by_id(RELAY.to_owned())
+        .one(connection)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))
 }

@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= deploy/dev.toml
 BUF ?= npx -y @bufbuild/buf
 
-.PHONY: run build test lint fmt fmt-check clippy proto-deps buf-lint buf-build token clean
+.PHONY: run build test bench bench-full lint fmt fmt-check clippy proto-deps buf-lint buf-build token clean
 
 ## Builds and starts both services on the embedded default (SQLite under ./data); Ctrl-C stops both.
 run: build
@@ -21,6 +21,14 @@ build:
 ## Set CI=true to fail (not skip) when PostgreSQL is unreachable.
 test:
 	$(CARGO) test --workspace --all-targets
+
+## Load generator over real gRPC with same-run baselines; PostgreSQL and NATS when reachable.
+## Results: the table, target/bench/results.json and target/bench/latency.svg.
+bench:
+	$(CARGO) run --release -p messaging-bench -- --profile quick
+
+bench-full:
+	$(CARGO) run --release -p messaging-bench -- --profile full
 
 lint: fmt-check clippy buf-lint
 

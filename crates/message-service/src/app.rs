@@ -384,7 +384,7 @@ impl Messages {
         };
         set_content(&mut row, new.content.as_ref());
         store::insert_message(&transaction, row.clone()).await?;
-        store::replace_mentions(&transaction, &row, &new.mentions).await?;
+        store::insert_mentions(&transaction, &row, &new.mentions).await?;
         // Sending implies having read the conversation up to one's own message.
         store::advance_read_state(
             &transaction,

@@ -192,18 +192,12 @@ pub async fn erase_message_dependents<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Sets the users a message mentions.
-pub async fn replace_mentions<C: ConnectionTrait>(
+/// Records the users a new message mentions.
+pub async fn insert_mentions<C: ConnectionTrait>(
     connection: &C,
     row: &MessageRow,
     users: &[String],
 ) -> Result<(), DbErr> {
-    mention::Entity::delete_many()
-        .filter(mention::Column::TenantId.eq(row.tenant_id.as_str()))
-        .filter(mention::Column::ConversationId.eq(row.conversation_id))
-        .filter(mention::Column::Sequence.eq(row.sequence))
-        .exec(connection)
-        .await?;
     if users.is_empty() {
         return Ok(());
     }
@@ -219,6 +213,21 @@ pub async fn replace_mentions<C: ConnectionTrait>(
     .exec_without_returning(connection)
     .await?;
     Ok(())
+}
+
+/// Sets the users an existing message mentions.
+pub async fn replace_mentions<C: ConnectionTrait>(
+    connection: &C,
+    row: &MessageRow,
+    users: &[String],
+) -> Result<(), DbErr> {
+    mention::Entity::delete_many()
+        .filter(mention::Column::TenantId.eq(row.tenant_id.as_str()))
+        .filter(mention::Column::ConversationId.eq(row.conversation_id))
+        .filter(mention::Column::Sequence.eq(row.sequence))
+        .exec(connection)
+        .await?;
+    insert_mentions(connection, row, users).await
 }
 
 /// Filters of a message listing.

@@ -1,0 +1,274 @@
+//! `messaging-bench`: drives the real services over gRPC and measures them against baselines
+//! taken in the same run, on the same machine: the gRPC floor (a health check on the same
+//! server at the same concurrency) and the database floor (single-row INSERTs, each in its own
+//! transaction, through a pool configured like the service's, at the same concurrency).
+//!
+//! The services run in this process on `127.0.0.1:0`, on PostgreSQL (and NATS) when reachable,
+//! else on the embedded SQLite default. Results go to the terminal, `<out>/results.json` and
+//! `<out>/latency.svg`.
+
+mod report;
+mod setup;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use messaging_proto::message::v1 as pb;
+use sea_orm::ConnectionTrait;
+use tokio::sync::Mutex;
+
+use crate::report::{Measurement, Report};
+use crate::setup::Deployment;
+
+#[derive(Parser)]
+#[command(
+    name = "messaging-bench",
+    about = "Load generator for the messaging services"
+)]
+struct Cli {
+    /// `quick` (under 5 minutes) or `full`.
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    /// Scenarios to run, comma-separated: floors, send, unread.
+    #[arg(long, default_value = "floors,send,unread", value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Use SQLite even when PostgreSQL is reachable.
+    #[arg(long)]
+    embedded: bool,
+    /// Where results.json and latency.svg go.
+    #[arg(long, default_value = "target/bench")]
+    out: std::path::PathBuf,
+}
+
+/// Runs `operation` from `concurrency` workers for `duration`; returns the measurement.
+async fn load<F, Fut>(
+    name: &str,
+    concurrency: usize,
+    duration: Duration,
+    operation: F,
+) -> Measurement
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let operation = Arc::new(operation);
+    let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    ));
+    let errors = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let progress = indicatif::ProgressBar::new(duration.as_secs().max(1));
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len}s")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    progress.set_prefix(name.to_owned());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (operation, histogram, errors, counter) = (
+            operation.clone(),
+            histogram.clone(),
+            errors.clone(),
+            counter.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut local =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            while Instant::now() < deadline {
+                let index = counter.fetch_add(1, Ordering::Relaxed);
+                let begin = Instant::now();
+                let ok = operation(index).await;
+                let micros = u64::try_from(begin.elapsed().as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                if ok {
+                    let _ = local.record(micros.min(60_000_000));
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = histogram.lock().await.add(&local);
+        }));
+    }
+    let ticker = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                progress.set_position(started.elapsed().as_secs());
+            }
+        })
+    };
+    for worker in workers {
+        let _ = worker.await;
+    }
+    ticker.abort();
+    progress.finish_and_clear();
+    let elapsed = started.elapsed();
+    let histogram = histogram.lock().await;
+    Measurement::from_histogram(
+        name,
+        &histogram,
+        elapsed,
+        errors.load(Ordering::Relaxed),
+        concurrency,
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let phase = if cli.profile == "full" {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(5)
+    };
+    let deployment = Deployment::start(cli.embedded).await?;
+    println!("backend: {}", deployment.description);
+    let mut report = Report::new(&cli.profile, &deployment.description, cli.concurrency);
+    let wants = |name: &str| cli.scenarios.iter().any(|scenario| scenario == name);
+
+    if wants("floors") || wants("send") {
+        // The gRPC floor: a trivial unary call on the same server.
+        let health =
+            tonic_health::pb::health_client::HealthClient::new(deployment.message_channel.clone());
+        report.push(
+            load(
+                "grpc floor (health check)",
+                cli.concurrency,
+                phase,
+                move |_| {
+                    let mut health = health.clone();
+                    async move {
+                        health
+                            .check(tonic_health::pb::HealthCheckRequest {
+                                service: String::new(),
+                            })
+                            .await
+                            .is_ok()
+                    }
+                },
+            )
+            .await,
+        );
+        // The database floor: single-row INSERTs through an equally configured pool.
+        let db = deployment.floor_pool().await?;
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS bench_floor (id uuid PRIMARY KEY, n bigint NOT NULL, body text NOT NULL, at timestamp with time zone NOT NULL)",
+        )
+        .await?;
+        let backend = db.get_database_backend();
+        report.push(
+            load("database floor (insert)", cli.concurrency, phase, move |index| {
+                let db = db.clone();
+                async move {
+                    let statement = sea_orm::Statement::from_sql_and_values(
+                        backend,
+                        match backend {
+                            sea_orm::DbBackend::Postgres => "INSERT INTO bench_floor (id, n, body, at) VALUES ($1, $2, $3, $4)",
+                            _ => "INSERT INTO bench_floor (id, n, body, at) VALUES (?, ?, ?, ?)",
+                        },
+                        [
+                            uuid::Uuid::new_v4().into(),
+                            i64::try_from(index).unwrap_or(0).into(),
+                            "a short text".into(),
+                            chrono::Utc::now().into(),
+                        ],
+                    );
+                    db.execute_raw(statement).await.is_ok()
+                }
+            })
+            .await,
+        );
+    }
+
+    if wants("send") {
+        for conversations in [1_usize, 64] {
+            let ids = deployment
+                .create_groups("alice", &["bob"], conversations)
+                .await?;
+            let client = deployment.message_client("alice");
+            report.push(
+                load(
+                    &format!(
+                        "send ({conversations} conversation{})",
+                        if conversations == 1 { "" } else { "s" }
+                    ),
+                    cli.concurrency,
+                    phase,
+                    move |index| {
+                        let mut client = client.clone();
+                        let conversation_id =
+                            ids[usize::try_from(index).unwrap_or(0) % ids.len()].clone();
+                        async move {
+                            let request = pb::SendMessageRequest {
+                                conversation_id,
+                                content: Some(pb::send_message_request::Content::Text(format!(
+                                    "benchmark message {index}"
+                                ))),
+                                ..Default::default()
+                            };
+                            client.send_message(request).await.is_ok()
+                        }
+                    },
+                )
+                .await,
+            );
+        }
+    }
+
+    if wants("unread") {
+        let seeded = Instant::now();
+        let ids = deployment
+            .create_groups("ursula", &["sender"], 1_000)
+            .await?;
+        let mut sender = deployment.message_client("sender");
+        for id in &ids {
+            sender
+                .send_message(pb::SendMessageRequest {
+                    conversation_id: id.clone(),
+                    content: Some(pb::send_message_request::Content::Text("unread".to_owned())),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        println!(
+            "seeded 1,000 conversations with one unread message each in {:.1} s",
+            seeded.elapsed().as_secs_f64()
+        );
+        let client = deployment.message_client("ursula");
+        report.push(
+            load("unread (1,000 conversations)", 1, phase, move |_| {
+                let mut client = client.clone();
+                async move {
+                    match client
+                        .get_unread_counts(pb::GetUnreadCountsRequest::default())
+                        .await
+                    {
+                        Ok(response) => response.into_inner().counts.len() == 1_000,
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await,
+        );
+    }
+
+    report.print();
+    report.write(&cli.out)?;
+    println!(
+        "wrote {} and {}",
+        cli.out.join("results.json").display(),
+        cli.out.join("latency.svg").display()
+    );
+    deployment.stop().await;
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Starts both services in this process on `127.0.0.1:0`: on PostgreSQL (a fresh schema per
+//! service, dropped at the end) with NATS when both are reachable, else on SQLite files in a
+//! temporary folder. Hands out authenticated clients.
+
+use std::time::Duration;
+
+use messaging_platform::auth::{AuthSettings, TokenIssuer};
+use messaging_platform::config::{DatabaseSettings, LogFormat, Mode, Secret, TelemetrySettings};
+use messaging_proto::conversation::v1 as conversation;
+use messaging_proto::conversation::v1::conversation_service_client::ConversationServiceClient;
+use messaging_proto::message::v1::message_service_client::MessageServiceClient;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+const TENANT: &str = "bench";
+
+/// Adds a bearer token to every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::AsciiMetadataValue);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A running deployment.
+pub struct Deployment {
+    /// What it runs on, for the report.
+    pub description: String,
+    /// A channel to message-service.
+    pub message_channel: Channel,
+    conversation_channel: Channel,
+    message_database: DatabaseSettings,
+    issuer: TokenIssuer,
+    shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
+    schemas: Vec<String>,
+    postgres_url: Option<String>,
+    _folder: tempfile::TempDir,
+}
+
+async fn reachable_postgres() -> Option<String> {
+    let url = std::env::var("MESSAGING_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let connected = tokio::time::timeout(
+        Duration::from_secs(3),
+        sea_orm::Database::connect(url.clone()),
+    )
+    .await;
+    matches!(connected, Ok(Ok(_))).then_some(url)
+}
+
+async fn reachable_nats() -> Option<String> {
+    let url = std::env::var("MESSAGING_BENCH_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let connected =
+        tokio::time::timeout(Duration::from_secs(3), async_nats::connect(url.clone())).await;
+    matches!(connected, Ok(Ok(_))).then_some(url)
+}
+
+async fn serve<F, Fut>(
+    run: F,
+) -> anyhow::Result<(String, Channel, tokio::sync::oneshot::Sender<()>)>
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run(listener, receiver));
+    let channel = Channel::from_shared(url.clone())?.connect().await?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    tokio::select! {
+        result = task => anyhow::bail!("service exited during start-up: {result:?}"),
+        response = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }) => { response?; }
+    }
+    Ok((url, channel, sender))
+}
+
+impl Deployment {
+    /// Starts both services.
+    pub async fn start(embedded: bool) -> anyhow::Result<Self> {
+        let folder = tempfile::tempdir()?;
+        let postgres = if embedded {
+            None
+        } else {
+            reachable_postgres().await
+        };
+        let nats = if postgres.is_some() {
+            reachable_nats().await
+        } else {
+            None
+        };
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let database = |name: &str| DatabaseSettings {
+            url: Secret::new(match &postgres {
+                Some(url) => url.clone(),
+                None => format!(
+                    "sqlite://{}",
+                    folder.path().join(format!("{name}.db")).display()
+                ),
+            }),
+            schema: postgres.as_ref().map(|_| format!("bench_{name}_{unique}")),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let description = match (&postgres, &nats) {
+            (Some(_), Some(_)) => "PostgreSQL and NATS JetStream (production shape)".to_owned(),
+            (Some(_), None) => "PostgreSQL (NATS unreachable)".to_owned(),
+            _ => "embedded default: SQLite files, in-process bus".to_owned(),
+        };
+        let secret = format!("bench-secret-{}", uuid::Uuid::new_v4());
+        let auth = AuthSettings {
+            hs256_secret: Some(Secret::new(secret)),
+            ..AuthSettings::default()
+        };
+        let telemetry = TelemetrySettings {
+            log_filter: "error".to_owned(),
+            log_format: LogFormat::Text,
+        };
+        let conversation_database = database("conversation");
+        let message_database = database("message");
+
+        let conversation_settings = conversation_service::config::Settings {
+            mode: Mode::Production,
+            auth: auth.clone(),
+            telemetry: telemetry.clone(),
+            conversation_service: conversation_service::config::ServiceSettings {
+                database: conversation_database.clone(),
+                ..Default::default()
+            },
+        };
+        let (conversation_url, conversation_channel, stop_conversations) =
+            serve(move |listener, shutdown| {
+                conversation_service::run(conversation_settings, listener, async move {
+                    let _ = shutdown.await;
+                })
+            })
+            .await?;
+        let mut message_settings = message_service::config::Settings {
+            mode: Mode::Production,
+            auth: auth.clone(),
+            telemetry,
+            message_service: message_service::config::ServiceSettings {
+                database: message_database.clone(),
+                conversation_service_url: conversation_url,
+                ..Default::default()
+            },
+        };
+        if let Some(url) = &nats {
+            message_settings.message_service.nats = message_service::events::NatsSettings {
+                url: url.clone(),
+                stream: format!("BENCH_{unique}"),
+                subject_prefix: format!("bench_{unique}"),
+                ..Default::default()
+            };
+        }
+        let (_, message_channel, stop_messages) = serve(move |listener, shutdown| {
+            message_service::run(message_settings, listener, async move {
+                let _ = shutdown.await;
+            })
+        })
+        .await?;
+        Ok(Self {
+            description,
+            message_channel,
+            conversation_channel,
+            message_database,
+            issuer: TokenIssuer::from_settings(&auth)?,
+            shutdown: vec![stop_messages, stop_conversations],
+            schemas: postgres
+                .as_ref()
+                .map(|_| {
+                    vec![
+                        format!("bench_conversation_{unique}"),
+                        format!("bench_message_{unique}"),
+                    ]
+                })
+                .unwrap_or_default(),
+            postgres_url: postgres,
+            _folder: folder,
+        })
+    }
+
+    fn token(&self, user: &str) -> Bearer {
+        let token = self
+            .issuer
+            .issue(TENANT, user, &[], Duration::from_secs(24 * 3600))
+            .unwrap_or_default();
+        Bearer(
+            format!("Bearer {token}")
+                .parse()
+                .unwrap_or_else(|_| tonic::metadata::AsciiMetadataValue::from_static("")),
+        )
+    }
+
+    /// A MessageService client acting as `user`.
+    pub fn message_client(
+        &self,
+        user: &str,
+    ) -> MessageServiceClient<InterceptedService<Channel, Bearer>> {
+        MessageServiceClient::with_interceptor(self.message_channel.clone(), self.token(user))
+    }
+
+    /// Creates `count` groups owned by `owner` with `members`; returns their ids.
+    pub async fn create_groups(
+        &self,
+        owner: &str,
+        members: &[&str],
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut client = ConversationServiceClient::with_interceptor(
+            self.conversation_channel.clone(),
+            self.token(owner),
+        );
+        let mut ids = Vec::with_capacity(count);
+        for index in 0..count {
+            let response = client
+                .create_conversation(conversation::CreateConversationRequest {
+                    r#type: conversation::ConversationType::Group.into(),
+                    title: format!("bench {index}"),
+                    participants: members
+                        .iter()
+                        .map(|user| conversation::ParticipantSpec {
+                            user_id: (*user).to_owned(),
+                            role: 0,
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .await?;
+            ids.push(
+                response
+                    .into_inner()
+                    .conversation
+                    .map(|c| c.conversation_id)
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(ids)
+    }
+
+    /// A pool configured like message-service's, on its database, for the database floor.
+    pub async fn floor_pool(&self) -> anyhow::Result<sea_orm::DatabaseConnection> {
+        messaging_platform::db::connect(&self.message_database, "message").await
+    }
+
+    /// Stops both services and drops the PostgreSQL schemas.
+    pub async fn stop(self) {
+        for sender in self.shutdown {
+            let _ = sender.send(());
+        }
+        if let Some(url) = &self.postgres_url
+            && let Ok(connection) = sea_orm::Database::connect(url.clone()).await
+        {
+            use sea_orm::ConnectionTrait;
+            for schema in &self.schemas {
+                let _ = connection
+                    .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .await;
+            }
+        }
+    }
+}

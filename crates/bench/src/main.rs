@@ -195,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
             let ids = deployment
                 .create_groups("alice", &["bob"], conversations)
                 .await?;
+            deployment.analyze().await?;
             let client = deployment.message_client("alice");
             report.push(
                 load(
@@ -240,8 +241,9 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await?;
         }
+        deployment.analyze().await?;
         println!(
-            "seeded 1,000 conversations with one unread message each in {:.1} s",
+            "seeded 1,000 conversations with one unread message each in {:.1} s (then ANALYZE)",
             seeded.elapsed().as_secs_f64()
         );
         let client = deployment.message_client("ursula");

@@ -39,6 +39,7 @@ pub struct Deployment {
     pub message_channel: Channel,
     conversation_channel: Channel,
     message_database: DatabaseSettings,
+    conversation_database: DatabaseSettings,
     issuer: TokenIssuer,
     shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
     schemas: Vec<String>,
@@ -174,6 +175,7 @@ impl Deployment {
             message_channel,
             conversation_channel,
             message_database,
+            conversation_database,
             issuer: TokenIssuer::from_settings(&auth)?,
             shutdown: vec![stop_messages, stop_conversations],
             schemas: postgres
@@ -246,6 +248,22 @@ impl Deployment {
             );
         }
         Ok(ids)
+    }
+
+    /// Refreshes the planner's statistics after seeding, as autovacuum would within a minute in
+    /// a running deployment: freshly filled tables without statistics get nested-loop plans
+    /// that measure the seeding, not the service.
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        use sea_orm::ConnectionTrait;
+        for (settings, schema) in [
+            (&self.conversation_database, "conversation"),
+            (&self.message_database, "message"),
+        ] {
+            let connection = messaging_platform::db::connect(settings, schema).await?;
+            connection.execute_unprepared("ANALYZE").await?;
+            connection.close().await?;
+        }
+        Ok(())
     }
 
     /// A pool configured like message-service's, on its database, for the database floor.

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -56,8 +57,19 @@ pub async fn serve(
         }
     };
 
+    // Server::tcp_nodelay applies only to sockets tonic accepts itself; these come from the
+    // caller's listener, so set it here. Without it, responses written in several pieces
+    // (headers, data, trailers) waited for delayed ACKs: about 40 ms per call, measured by
+    // make bench.
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(stream) = &stream
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+        stream
+    });
     Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
@@ -65,7 +77,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }

@@ -83,9 +83,13 @@ async fn durable_consumer_gets_every_change_once(backend: Backend) {
         .await
         .expect("db");
     use sea_orm::ConnectionTrait;
-    db.execute_unprepared("UPDATE event_relay SET nats_published_through = 3")
-        .await
-        .expect("rewind");
+    // Only ever backwards: the killed relay may not even have reached position 3.
+    db.execute_unprepared(
+        "UPDATE event_relay SET nats_published_through = \
+         CASE WHEN nats_published_through > 3 THEN 3 ELSE nats_published_through END",
+    )
+    .await
+    .expect("rewind");
 
     let second = start_message_service(settings()).await;
     let mut alice = message_client(&second, TENANT, "alice").await;

@@ -669,35 +669,41 @@ pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, Db
         .one(&transaction)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
-    let ids: Vec<i64> = event::Entity::find()
-        .select_only()
-        .column(event::Column::Id)
-        .filter(event::Column::Position.is_null())
-        .order_by_asc(event::Column::Id)
-        .limit(batch)
-        .into_tuple()
-        .all(&transaction)
-        .await?;
-    if ids.is_empty() {
+    // One statement numbers the oldest unstamped rows (PostgreSQL, and SQLite 3.33+).
+    let backend = transaction.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events \
+             WHERE position IS NULL ORDER BY id LIMIT $2) \
+             UPDATE events SET position = $1 + batch.n FROM batch WHERE events.id = batch.id"
+        }
+        _ => {
+            "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events \
+             WHERE position IS NULL ORDER BY id LIMIT ?2) \
+             UPDATE events SET position = ?1 + batch.n FROM batch WHERE events.id = batch.id"
+        }
+    };
+    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+    let stamped = transaction
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [relay.last_position.into(), limit.into()],
+        ))
+        .await?
+        .rows_affected();
+    if stamped == 0 {
         transaction.rollback().await?;
         return Ok(0);
     }
-    let mut position = relay.last_position;
-    for id in &ids {
-        position += 1;
-        event::Entity::update_many()
-            .col_expr(event::Column::Position, Expr::value(position))
-            .filter(event::Column::Id.eq(*id))
-            .exec(&transaction)
-            .await?;
-    }
+    let position = relay.last_position + i64::try_from(stamped).unwrap_or(i64::MAX);
     event_relay::Entity::update_many()
         .col_expr(event_relay::Column::LastPosition, Expr::value(position))
         .filter(event_relay::Column::Name.eq(RELAY))
         .exec(&transaction)
         .await?;
     transaction.commit().await?;
-    Ok(ids.len() as u64)
+    Ok(stamped)
 }
 
 /// Stamped events after `after`, in position order: all tenants when `tenant` is `None`.

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use messaging_e2e::{
-    Backend, MessageClient, MessagingHarness, RunningServer, backend_tests, violated_fields,
+    Backend, MessageClient, MessagingHarness, RunningServer, backend_tests, create_group,
+    text_message as text, violated_fields,
 };
 use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
 use messaging_proto::message::v1::{self as pb, ListDirection};
@@ -32,36 +33,13 @@ const TENANT: &str = "acme";
 /// A group owned by alice with admin ada, members bob and mia, viewer vic.
 async fn team(harness: &MessagingHarness) -> String {
     let mut alice = harness.conversations.client(TENANT, "alice");
-    let spec = |user: &str, role: Role| conversation::ParticipantSpec {
-        user_id: user.to_owned(),
-        role: role.into(),
-    };
-    alice
-        .create_conversation(conversation::CreateConversationRequest {
-            r#type: ConversationType::Group.into(),
-            title: "Team".to_owned(),
-            participants: vec![
-                spec("ada", Role::Admin),
-                spec("bob", Role::Member),
-                spec("mia", Role::Member),
-                spec("vic", Role::Viewer),
-            ],
-            ..Default::default()
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .conversation
-        .expect("conversation")
-        .conversation_id
-}
-
-fn text(conversation_id: &str, body: &str) -> pb::SendMessageRequest {
-    pb::SendMessageRequest {
-        conversation_id: conversation_id.to_owned(),
-        content: Some(pb::send_message_request::Content::Text(body.to_owned())),
-        ..Default::default()
-    }
+    let members = [
+        ("ada", Role::Admin),
+        ("bob", Role::Member),
+        ("mia", Role::Member),
+        ("vic", Role::Viewer),
+    ];
+    create_group(&mut alice, "Team", &members).await
 }
 
 async fn send(client: &mut MessageClient, request: pb::SendMessageRequest) -> pb::Message {

@@ -7,42 +7,19 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use messaging_e2e::{
-    Backend, TestDatabase, conversation_client, conversation_settings, isolated_nats,
+    Backend, TestDatabase, conversation_client, conversation_settings, create_group, isolated_nats,
     message_client, message_settings, nats_or_skip, postgres_or_skip, start_conversation_service,
-    start_message_service,
+    start_message_service, text_message as text,
 };
-use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
+use messaging_proto::conversation::v1::Role;
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
 use prost::Message as _;
 
 const TENANT: &str = "acme";
 const WAIT: Duration = Duration::from_secs(20);
 
-fn text(conversation_id: &str, body: &str) -> pb::SendMessageRequest {
-    pb::SendMessageRequest {
-        conversation_id: conversation_id.to_owned(),
-        content: Some(pb::send_message_request::Content::Text(body.to_owned())),
-        ..Default::default()
-    }
-}
-
 async fn group(client: &mut messaging_e2e::ConversationClient) -> String {
-    client
-        .create_conversation(conversation::CreateConversationRequest {
-            r#type: ConversationType::Group.into(),
-            title: "Ops".to_owned(),
-            participants: vec![conversation::ParticipantSpec {
-                user_id: "bob".to_owned(),
-                role: Role::Member.into(),
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .conversation
-        .expect("c")
-        .conversation_id
+    create_group(client, "Ops", &[("bob", Role::Member)]).await
 }
 
 async fn durable_consumer_gets_every_change_once(backend: Backend) {

@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use messaging_e2e::{Backend, MessageClient, MessagingHarness, backend_tests};
+use messaging_e2e::{
+    Backend, MessageClient, MessagingHarness, backend_tests, create_group, text_message as text,
+};
 use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
 use tonic::Code;
@@ -28,35 +30,12 @@ const WAIT: Duration = Duration::from_secs(15);
 
 async fn team(harness: &MessagingHarness, tenant: &str) -> String {
     let mut alice = harness.conversations.client(tenant, "alice");
-    let spec = |user: &str, role: Role| conversation::ParticipantSpec {
-        user_id: user.to_owned(),
-        role: role.into(),
-    };
-    alice
-        .create_conversation(conversation::CreateConversationRequest {
-            r#type: ConversationType::Group.into(),
-            title: "Team".to_owned(),
-            participants: vec![
-                spec("bob", Role::Member),
-                spec("mia", Role::Member),
-                spec("vic", Role::Viewer),
-            ],
-            ..Default::default()
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .conversation
-        .expect("conversation")
-        .conversation_id
-}
-
-fn text(conversation_id: &str, body: &str) -> pb::SendMessageRequest {
-    pb::SendMessageRequest {
-        conversation_id: conversation_id.to_owned(),
-        content: Some(pb::send_message_request::Content::Text(body.to_owned())),
-        ..Default::default()
-    }
+    let members = [
+        ("bob", Role::Member),
+        ("mia", Role::Member),
+        ("vic", Role::Viewer),
+    ];
+    create_group(&mut alice, "Team", &members).await
 }
 
 async fn subscribe(client: &mut MessageClient, resume: &str) -> Streaming<pb::SubscribeResponse> {

@@ -533,3 +533,45 @@ pub fn isolated_nats(url: &str) -> message_service::events::NatsSettings {
         ..Default::default()
     }
 }
+
+/// A SendMessage request with `body` as text.
+pub fn text_message(
+    conversation_id: &str,
+    body: &str,
+) -> messaging_proto::message::v1::SendMessageRequest {
+    messaging_proto::message::v1::SendMessageRequest {
+        conversation_id: conversation_id.to_owned(),
+        content: Some(
+            messaging_proto::message::v1::send_message_request::Content::Text(body.to_owned()),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Creates a GROUP owned by `client`'s user with `members`; returns its id.
+pub async fn create_group(
+    client: &mut ConversationClient,
+    title: &str,
+    members: &[(&str, messaging_proto::conversation::v1::Role)],
+) -> String {
+    use messaging_proto::conversation::v1 as conversation;
+    client
+        .create_conversation(conversation::CreateConversationRequest {
+            r#type: conversation::ConversationType::Group.into(),
+            title: title.to_owned(),
+            participants: members
+                .iter()
+                .map(|(user, role)| conversation::ParticipantSpec {
+                    user_id: (*user).to_owned(),
+                    role: (*role).into(),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("create group")
+        .into_inner()
+        .conversation
+        .expect("conversation")
+        .conversation_id
+}

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod migration;
 pub mod pagination;
 pub mod server;
 pub mod telemetry;

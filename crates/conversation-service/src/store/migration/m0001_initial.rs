@@ -1,5 +1,6 @@
 //! Conversations, participants and the audit log.
 
+use messaging_platform::migration::index;
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -119,49 +120,38 @@ impl MigrationTrait for Migration {
             .await?;
         // DIRECT de-duplication, also under concurrent creation.
         manager
-            .create_index(
-                Index::create()
-                    .name("conversations_direct_key")
-                    .table(Conversations::Table)
-                    .col(Conversations::TenantId)
-                    .col(Conversations::DirectKey)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "conversations_direct_key",
+                "conversations",
+                &["tenant_id", "direct_key"],
+                true,
+            ))
             .await?;
         // Idempotent creation per creator.
         manager
-            .create_index(
-                Index::create()
-                    .name("conversations_create_request")
-                    .table(Conversations::Table)
-                    .col(Conversations::TenantId)
-                    .col(Conversations::CreatorId)
-                    .col(Conversations::CreateRequestId)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(index(
+                "conversations_create_request",
+                "conversations",
+                &["tenant_id", "creator_id", "create_request_id"],
+                true,
+            ))
             .await?;
         // Keyset pagination of channels (JOINABLE/ALL) and purging.
         manager
-            .create_index(
-                Index::create()
-                    .name("conversations_activity")
-                    .table(Conversations::Table)
-                    .col(Conversations::TenantId)
-                    .col(Conversations::LastActivityAt)
-                    .col(Conversations::Id)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "conversations_activity",
+                "conversations",
+                &["tenant_id", "last_activity_at", "id"],
+                false,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("conversations_deleted")
-                    .table(Conversations::Table)
-                    .col(Conversations::DeletedAt)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "conversations_deleted",
+                "conversations",
+                &["deleted_at"],
+                false,
+            ))
             .await?;
 
         manager
@@ -198,28 +188,21 @@ impl MigrationTrait for Migration {
             .await?;
         // "My conversations" and membership checks by user.
         manager
-            .create_index(
-                Index::create()
-                    .name("participants_user")
-                    .table(Participants::Table)
-                    .col(Participants::TenantId)
-                    .col(Participants::UserId)
-                    .col(Participants::ConversationId)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "participants_user",
+                "participants",
+                &["tenant_id", "user_id", "conversation_id"],
+                false,
+            ))
             .await?;
         // ListParticipants in join order.
         manager
-            .create_index(
-                Index::create()
-                    .name("participants_join_order")
-                    .table(Participants::Table)
-                    .col(Participants::TenantId)
-                    .col(Participants::ConversationId)
-                    .col(Participants::JoinedAt)
-                    .col(Participants::UserId)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "participants_join_order",
+                "participants",
+                &["tenant_id", "conversation_id", "joined_at", "user_id"],
+                false,
+            ))
             .await?;
 
         manager
@@ -245,15 +228,12 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("audit_log_conversation_time")
-                    .table(AuditLog::Table)
-                    .col(AuditLog::TenantId)
-                    .col(AuditLog::ConversationId)
-                    .col(AuditLog::OccurredAt)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "audit_log_conversation_time",
+                "audit_log",
+                &["tenant_id", "conversation_id", "occurred_at"],
+                false,
+            ))
             .await?;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Messages, revisions, reactions, read state, sequences, mentions and deletions.
 
+use messaging_platform::migration::index;
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -47,18 +48,6 @@ fn table(name: &str, columns: Vec<ColumnDef>, primary_key: &[&str]) -> TableCrea
         key.col(Alias::new(*column));
     }
     statement.primary_key(&mut key);
-    statement.take()
-}
-
-fn index(name: &str, table: &str, columns: &[&str], unique: bool) -> IndexCreateStatement {
-    let mut statement = Index::create();
-    statement.name(name).table(Alias::new(table));
-    for column in columns {
-        statement.col(Alias::new(*column));
-    }
-    if unique {
-        statement.unique();
-    }
     statement.take()
 }
 

@@ -1,29 +1,23 @@
 //! Subscribe streams and typing indicators.
 //!
-//! A stream subscribes to the bus first, then reads the relay's head and replays stored events
-//! after the resume position up to that head, then goes on with live events above the head:
-//! nothing between replay and live is lost or repeated. Too old a position (pruned) gets a
-//! `ResyncRequired` item instead of a silent skip. Memory per stream is bounded: when a client
-//! reads too slowly and its buffer fills, or the bus outruns it, the stream ends with
-//! RESOURCE_EXHAUSTED naming the position to resume from. Idle streams get heartbeats.
+//! The replay-then-live machinery (resume, resync, bounded buffers, heartbeats) is shared with
+//! conversation-service in `messaging_platform::outbox::stream`; what is particular here is
+//! which events a subscriber sees: its tenant's, of conversations it may read.
 
 use std::collections::HashSet;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
+use messaging_platform::outbox::stream::{self, Admission, Item, StreamSpec};
 use messaging_platform::{ApiError, ApiResult, Caller};
 use messaging_proto::message::v1 as pb;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
+use std::pin::Pin;
+use std::time::Duration;
 use tonic::Status;
 use uuid::Uuid;
 
 use crate::app::Messages;
 use crate::client::{Action, Answer};
-use crate::events::{self, BusEvent};
-use crate::store;
+use crate::events::BusEvent;
 
 /// Stream tuning.
 #[derive(Debug, Clone)]
@@ -42,26 +36,43 @@ pub type SubscribeStream =
 
 /// Most conversations a subscription follows.
 const MAX_FOLLOWED: usize = 10_000;
-const REPLAY_BATCH: u64 = 500;
 
 /// Which conversations a stream delivers: a fixed list, or whatever the caller can read,
-/// re-checked through the permission gate (so joins appear and removals stop within the
-/// permission cache's bound).
+/// re-checked through the permission gate, whose cache membership events invalidate (so joins
+/// appear and removals stop as soon as conversation-service's event arrives).
 struct Membership {
+    app: Messages,
+    caller: Caller,
     fixed: bool,
     followed: HashSet<Uuid>,
 }
 
-impl Membership {
-    async fn admits(&mut self, app: &Messages, caller: &Caller, conversation: Uuid) -> bool {
+impl Admission for Membership {
+    async fn admits(&mut self, event: &BusEvent) -> bool {
+        let conversation = event.conversation_id;
         if self.fixed && !self.followed.contains(&conversation) {
             return false;
         }
+        match &event.event.payload {
+            // The participant who was removed hears of it, and of nothing after.
+            Some(pb::event::Payload::ParticipantRemoved(change))
+                if change.user_id == self.caller.user_id =>
+            {
+                self.followed.remove(&conversation);
+                return true;
+            }
+            // A deleted conversation is unreadable: tell those who followed it.
+            Some(pb::event::Payload::ConversationDeleted(_)) => {
+                return self.followed.remove(&conversation);
+            }
+            _ => {}
+        }
         let readable = matches!(
-            app.gate()
+            self.app
+                .gate()
                 .check(
-                    &caller.tenant_id,
-                    &caller.user_id,
+                    &self.caller.tenant_id,
+                    &self.caller.user_id,
                     conversation,
                     Action::Read
                 )
@@ -75,29 +86,6 @@ impl Membership {
         }
         readable
     }
-}
-
-enum Sent {
-    Ok,
-    Closed,
-    TooSlow,
-}
-
-fn offer(
-    sender: &mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
-    item: pb::subscribe_response::Item,
-) -> Sent {
-    match sender.try_send(Ok(pb::SubscribeResponse { item: Some(item) })) {
-        Ok(()) => Sent::Ok,
-        Err(mpsc::error::TrySendError::Full(_)) => Sent::TooSlow,
-        Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
-    }
-}
-
-fn too_slow(cursor: i64) -> Status {
-    Status::resource_exhausted(format!(
-        "subscriber too slow: resume with resume_position \"{cursor}\""
-    ))
 }
 
 /// Opens a Subscribe stream for `caller`.
@@ -123,114 +111,33 @@ pub async fn subscribe(
             .into_iter()
             .collect()
     };
-    let mut live = app.bus().subscribe();
-    let (head, pruned_through) = store::relay_state(app.db()).await.map_err(ApiError::from)?;
-    let (sender, receiver) = mpsc::channel(settings.buffer.max(1));
-    let (terminal_sender, terminal) = oneshot::channel::<Status>();
-    let app = app.clone();
-    let heartbeat_interval = settings.heartbeat_interval;
-    tokio::spawn(async move {
-        let mut membership = Membership { fixed, followed };
-        let mut cursor = head;
-        let outcome = async {
-            match resume {
-                Some(position) if position < pruned_through || position > head => {
-                    let item = pb::subscribe_response::Item::ResyncRequired(pb::ResyncRequired { position: head.to_string() });
-                    if let Sent::Closed | Sent::TooSlow = offer(&sender, item) {
-                        return None;
-                    }
-                }
-                Some(position) => {
-                    let mut after = position;
-                    while after < head {
-                        let rows = match store::events_after(app.db(), Some(&caller.tenant_id), after, Some(head), REPLAY_BATCH).await {
-                            Ok(rows) => rows,
-                            Err(error) => {
-                                tracing::warn!(%error, "replay failed");
-                                return Some(Status::unavailable("replay failed; resume from your last position"));
-                            }
-                        };
-                        // Pruning may have passed the cursor since the state was read: then events are
-                        // missing and the client must resync rather than silently skip them.
-                        match store::relay_state(app.db()).await {
-                            Ok((_, pruned_now)) if pruned_now > after => {
-                                let item = pb::subscribe_response::Item::ResyncRequired(pb::ResyncRequired {
-                                    position: head.to_string(),
-                                });
-                                if let Sent::Closed | Sent::TooSlow = offer(&sender, item) {
-                                    return None;
-                                }
-                                break;
-                            }
-                            Ok(_) => {}
-                            Err(error) => {
-                                tracing::warn!(%error, "replay failed");
-                                return Some(Status::unavailable("replay failed; resume from your last position"));
-                            }
-                        }
-                        let Some(last) = rows.last().and_then(|row| row.position) else { break };
-                        for row in rows {
-                            let Some(event) = events::decode(&row) else { continue };
-                            if membership.admits(&app, &caller, event.conversation_id).await {
-                                match offer(&sender, pb::subscribe_response::Item::Event(event.event)) {
-                                    Sent::Ok => {}
-                                    Sent::Closed => return None,
-                                    Sent::TooSlow => return Some(too_slow(row.position.unwrap_or(after))),
-                                }
-                            }
-                        }
-                        after = last;
-                    }
-                }
-                None => {}
+    let spec = StreamSpec {
+        tenant: Some(caller.tenant_id.clone()),
+        resume,
+        heartbeat_interval: settings.heartbeat_interval,
+        buffer: settings.buffer,
+        resume_field: "resume_position",
+    };
+    let membership = Membership {
+        app: app.clone(),
+        caller,
+        fixed,
+        followed,
+    };
+    stream::open(app.db(), app.bus(), spec, membership, |item| {
+        let item = match item {
+            Item::Event(event) => pb::subscribe_response::Item::Event(*event),
+            Item::ResyncRequired(position) => {
+                pb::subscribe_response::Item::ResyncRequired(pb::ResyncRequired {
+                    position: position.to_string(),
+                })
             }
-            let mut heartbeat = tokio::time::interval(heartbeat_interval.max(Duration::from_millis(1)));
-            heartbeat.tick().await;
-            loop {
-                tokio::select! {
-                    received = live.recv() => match received {
-                        Ok(event) => {
-                            let event: Arc<BusEvent> = event;
-                            if let Some(position) = event.position {
-                                if position <= cursor {
-                                    continue;
-                                }
-                                cursor = position;
-                            }
-                            if event.tenant_id != caller.tenant_id
-                                || !membership.admits(&app, &caller, event.conversation_id).await
-                            {
-                                continue;
-                            }
-                            match offer(&sender, pb::subscribe_response::Item::Event(event.event.clone())) {
-                                Sent::Ok => heartbeat.reset(),
-                                Sent::Closed => return None,
-                                Sent::TooSlow => return Some(too_slow(event.position.map_or(cursor, |p| p - 1))),
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => return Some(too_slow(cursor)),
-                        Err(broadcast::error::RecvError::Closed) => return Some(Status::unavailable("server shutting down")),
-                    },
-                    _ = heartbeat.tick() => {
-                        let now = messaging_platform::time::to_timestamp(chrono::Utc::now());
-                        match offer(&sender, pb::subscribe_response::Item::Heartbeat(now)) {
-                            Sent::Ok => {}
-                            Sent::Closed => return None,
-                            Sent::TooSlow => return Some(too_slow(cursor)),
-                        }
-                    }
-                    () = sender.closed() => return None,
-                }
-            }
-        }
-        .await;
-        if let Some(status) = outcome {
-            let _ = terminal_sender.send(status);
-        }
-    });
-    let terminal =
-        futures::stream::once(terminal).filter_map(|status| async move { status.ok().map(Err) });
-    Ok(Box::pin(ReceiverStream::new(receiver).chain(terminal)))
+            Item::Heartbeat(time) => pb::subscribe_response::Item::Heartbeat(time),
+        };
+        pb::SubscribeResponse { item: Some(item) }
+    })
+    .await
+    .map_err(ApiError::from)
 }
 
 /// SendTypingIndicator: ephemeral, never stored, at most one per `typing_interval` per user

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod migration;
+pub mod outbox;
 pub mod pagination;
 pub mod server;
 pub mod telemetry;

@@ -1,0 +1,198 @@
+//! Events: the transactional outbox both services write, the relay that stamps and publishes
+//! it, the in-process bus, NATS JetStream publishing, and the replay-then-live stream.
+//!
+//! Use cases write an event row in the same transaction as their change. The relay then stamps
+//! committed rows with dense positions (one after the other, under a row lock, so a visible
+//! position implies every lower one is visible: ids handed out before commit never surface out
+//! of order), and publishes every stamped event, in position order, to the bus that
+//! `Subscribe` streams read. Writers wake the relay after commit; it also polls, which picks up
+//! events that other replicas stamped in the same database. Ephemeral events (typing) go to the
+//! bus directly and are never stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use messaging_proto::message::v1 as pb;
+use prost::Message as _;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Notify, broadcast};
+use uuid::Uuid;
+
+pub mod entity;
+pub mod migration;
+pub mod nats;
+pub mod store;
+pub mod stream;
+
+pub use nats::{NatsPublisher, NatsSettings, tenant_token};
+
+/// An event as the bus carries it.
+#[derive(Debug, Clone)]
+pub struct BusEvent {
+    /// Its position; `None` for ephemeral events.
+    pub position: Option<i64>,
+    /// The tenant, for filtering before anything else.
+    pub tenant_id: String,
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// The event itself, position included.
+    pub event: pb::Event,
+}
+
+/// The in-process bus: a bounded broadcast of events plus the relay's wake-up.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<BusEvent>>,
+    wake: Arc<Notify>,
+}
+
+impl EventBus {
+    /// A bus that holds up to `capacity` events for slow receivers; a receiver that falls
+    /// further behind is told it lagged.
+    pub fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(16));
+        Self {
+            sender,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// A receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BusEvent>> {
+        self.sender.subscribe()
+    }
+
+    /// Tells the relay that events were committed.
+    pub fn committed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Publishes an event (for stored events: in position order, by the relay only).
+    pub fn publish(&self, event: BusEvent) {
+        // No receivers is fine: nobody is subscribed.
+        let _ = self.sender.send(Arc::new(event));
+    }
+}
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// How often it looks for events committed elsewhere.
+    pub poll_interval: Duration,
+    /// How long stored events stay replayable.
+    pub retention: Duration,
+    /// How often old events are pruned.
+    pub prune_interval: Duration,
+}
+
+const STAMP_BATCH: u64 = 500;
+const PUBLISH_BATCH: u64 = 1_000;
+
+/// Builds the stored form of an event: its kind and encoded payload.
+pub fn encode(event: &pb::Event) -> (String, Vec<u8>) {
+    let kind = match &event.payload {
+        Some(pb::event::Payload::MessageCreated(_)) => "message.created",
+        Some(pb::event::Payload::MessageEdited(_)) => "message.edited",
+        Some(pb::event::Payload::MessageDeleted(_)) => "message.deleted",
+        Some(pb::event::Payload::ReactionAdded(_)) => "reaction.added",
+        Some(pb::event::Payload::ReactionRemoved(_)) => "reaction.removed",
+        Some(pb::event::Payload::ReadStateMoved(_)) => "read_state.moved",
+        Some(pb::event::Payload::Typing(_)) => "typing",
+        Some(pb::event::Payload::ConversationCreated(_)) => "conversation.created",
+        Some(pb::event::Payload::ConversationUpdated(_)) => "conversation.updated",
+        Some(pb::event::Payload::ConversationArchived(_)) => "conversation.archived",
+        Some(pb::event::Payload::ConversationDeleted(_)) => "conversation.deleted",
+        Some(pb::event::Payload::ParticipantAdded(_)) => "participant.added",
+        Some(pb::event::Payload::ParticipantRemoved(_)) => "participant.removed",
+        Some(pb::event::Payload::ParticipantRoleChanged(_)) => "participant.role_changed",
+        None => "unknown",
+    };
+    (kind.to_owned(), event.encode_to_vec())
+}
+
+/// Decodes a stored event and gives it its position.
+pub fn decode(row: &store::EventRow) -> Option<BusEvent> {
+    let position = row.position?;
+    let mut event = pb::Event::decode(row.payload.as_slice()).ok()?;
+    event.position = position.to_string();
+    Some(BusEvent {
+        position: Some(position),
+        tenant_id: row.tenant_id.clone(),
+        conversation_id: row.conversation_id,
+        event,
+    })
+}
+
+/// Runs the relay until the task is dropped.
+pub async fn run_relay(
+    db: DatabaseConnection,
+    bus: EventBus,
+    settings: RelaySettings,
+    nats: Option<NatsPublisher>,
+) {
+    let mut published = match store::relay_state(&db).await {
+        Ok((last, _)) => last,
+        Err(error) => {
+            tracing::error!(%error, "event relay cannot read its state");
+            0
+        }
+    };
+    let mut poll = tokio::time::interval(settings.poll_interval.max(Duration::from_millis(1)));
+    let mut prune = tokio::time::interval(settings.prune_interval.max(Duration::from_millis(1)));
+    loop {
+        tokio::select! {
+            () = bus.wake.notified() => {}
+            _ = poll.tick() => {}
+            _ = prune.tick() => {
+                let before = Utc::now() - chrono::Duration::from_std(settings.retention).unwrap_or(chrono::Duration::MAX);
+                let keep_after = match &nats {
+                    Some(_) => store::relay_state_full(&db).await.ok().map(|state| state.nats_published_through),
+                    None => None,
+                };
+                match store::prune_events(&db, before, keep_after).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "pruned old events"),
+                    Err(error) => tracing::warn!(%error, "pruning events failed"),
+                }
+            }
+        }
+        if let Err(error) = relay_once(&db, &bus, &mut published).await {
+            tracing::warn!(%error, "event relay pass failed; retrying");
+        }
+        if let Some(nats) = &nats {
+            loop {
+                match store::publish_pending(&db, STAMP_BATCH, |rows| nats.publish(rows)).await {
+                    Ok(count) if count == STAMP_BATCH => continue,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "publishing events to NATS failed; retrying");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Stamps what is committed and publishes everything stamped after `published`.
+pub async fn relay_once(
+    db: &DatabaseConnection,
+    bus: &EventBus,
+    published: &mut i64,
+) -> Result<(), sea_orm::DbErr> {
+    while store::stamp_events(db, STAMP_BATCH).await? == STAMP_BATCH {}
+    loop {
+        let rows = store::events_after(db, None, *published, None, PUBLISH_BATCH).await?;
+        let count = rows.len() as u64;
+        for row in rows {
+            if let Some(event) = decode(&row) {
+                *published = event.position.unwrap_or(*published);
+                bus.publish(event);
+            }
+        }
+        if count < PUBLISH_BATCH {
+            return Ok(());
+        }
+    }
+}

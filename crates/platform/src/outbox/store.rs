@@ -1,0 +1,227 @@
+//! Outbox queries: writing events, stamping positions, replay, pruning, NATS progress.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+pub use super::entity::event::Model as EventRow;
+use super::entity::{event, event_relay};
+
+/// The name of the relay's state row in `event_relay`.
+pub const RELAY: &str = "relay";
+
+/// An event to write into the outbox.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its unique id.
+    pub event_id: Uuid,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Who caused it.
+    pub actor_id: String,
+    /// For example `message.created`.
+    pub kind: String,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The encoded `messaging.message.v1.Event`, without position.
+    pub payload: Vec<u8>,
+}
+
+/// Writes an event into the outbox, in the caller's transaction.
+pub async fn insert_event<C: ConnectionTrait>(connection: &C, new: NewEvent) -> Result<(), DbErr> {
+    event::Entity::insert(event::ActiveModel {
+        id: sea_orm::NotSet,
+        event_id: sea_orm::Set(new.event_id),
+        tenant_id: sea_orm::Set(new.tenant_id),
+        conversation_id: sea_orm::Set(new.conversation_id),
+        actor_id: sea_orm::Set(new.actor_id),
+        kind: sea_orm::Set(new.kind),
+        occurred_at: sea_orm::Set(new.occurred_at),
+        payload: sea_orm::Set(new.payload),
+        position: sea_orm::Set(None),
+    })
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
+/// The relay's state: last position handed out, and how far events were pruned.
+pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64), DbErr> {
+    let state = event_relay::Entity::find_by_id(RELAY.to_owned())
+        .one(connection)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    Ok((state.last_position, state.pruned_through))
+}
+
+/// Stamps up to `batch` committed, unstamped events with the next positions, in insertion
+/// order. The relay row is locked meanwhile, so replicas stamp one after the other and a
+/// visible position implies every lower one is visible too. Returns how many were stamped.
+pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
+    use sea_orm::TransactionTrait;
+    let transaction = db.begin().await?;
+    let relay = event_relay::Entity::find_by_id(RELAY.to_owned())
+        .lock_exclusive()
+        .one(&transaction)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    // One statement numbers the oldest unstamped rows (PostgreSQL, and SQLite 3.33+).
+    let backend = transaction.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events \
+             WHERE position IS NULL ORDER BY id LIMIT $2) \
+             UPDATE events SET position = $1 + batch.n FROM batch WHERE events.id = batch.id"
+        }
+        _ => {
+            "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events \
+             WHERE position IS NULL ORDER BY id LIMIT ?2) \
+             UPDATE events SET position = ?1 + batch.n FROM batch WHERE events.id = batch.id"
+        }
+    };
+    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+    let stamped = transaction
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [relay.last_position.into(), limit.into()],
+        ))
+        .await?
+        .rows_affected();
+    if stamped == 0 {
+        transaction.rollback().await?;
+        return Ok(0);
+    }
+    let position = relay.last_position + i64::try_from(stamped).unwrap_or(i64::MAX);
+    event_relay::Entity::update_many()
+        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
+        .filter(event_relay::Column::Name.eq(RELAY))
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(stamped)
+}
+
+/// Stamped events after `after`, in position order: all tenants when `tenant` is `None`.
+pub async fn events_after<C: ConnectionTrait>(
+    connection: &C,
+    tenant: Option<&str>,
+    after: i64,
+    through: Option<i64>,
+    limit: u64,
+) -> Result<Vec<EventRow>, DbErr> {
+    let mut query = event::Entity::find().filter(event::Column::Position.gt(after));
+    if let Some(tenant) = tenant {
+        query = query.filter(event::Column::TenantId.eq(tenant));
+    }
+    if let Some(through) = through {
+        query = query.filter(event::Column::Position.lte(through));
+    }
+    query
+        .order_by_asc(event::Column::Position)
+        .limit(limit)
+        .all(connection)
+        .await
+}
+
+/// Deletes stamped events that occurred before `before` (a prefix of positions), and records
+/// how far: resuming from before that point then needs a resync. Returns how many went.
+pub async fn prune_events(
+    db: &DatabaseConnection,
+    before: DateTime<Utc>,
+    keep_after: Option<i64>,
+) -> Result<u64, DbErr> {
+    use sea_orm::TransactionTrait;
+    let transaction = db.begin().await?;
+    let newest_old: Option<i64> = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Position.max(), "position")
+        .filter(event::Column::Position.is_not_null())
+        .filter(event::Column::OccurredAt.lt(before))
+        .into_tuple::<Option<i64>>()
+        .one(&transaction)
+        .await?
+        .flatten();
+    // Never past what NATS has acknowledged, when events go there too.
+    let Some(through) =
+        newest_old.map(|newest| keep_after.map_or(newest, |keep| std::cmp::min(newest, keep)))
+    else {
+        transaction.rollback().await?;
+        return Ok(0);
+    };
+    let deleted = event::Entity::delete_many()
+        .filter(event::Column::Position.lte(through))
+        .exec(&transaction)
+        .await?
+        .rows_affected;
+    event_relay::Entity::update_many()
+        .col_expr(event_relay::Column::PrunedThrough, Expr::value(through))
+        .filter(event_relay::Column::Name.eq(RELAY))
+        .filter(event_relay::Column::PrunedThrough.lt(through))
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(deleted)
+}
+
+/// Publishes, under the relay row's lock, the stamped events after the NATS progress mark
+/// through `publish` (which must return only once JetStream acknowledged them all), then moves
+/// the mark. Replicas take turns; a relay killed in between publishes again from the mark,
+/// and JetStream drops the repeats by message id. Returns how many were published.
+pub async fn publish_pending<F, Fut>(
+    db: &DatabaseConnection,
+    batch: u64,
+    publish: F,
+) -> Result<u64, DbErr>
+where
+    F: FnOnce(Vec<EventRow>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use sea_orm::TransactionTrait;
+    let transaction = db.begin().await?;
+    let relay = event_relay::Entity::find_by_id(RELAY.to_owned())
+        .lock_exclusive()
+        .one(&transaction)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    let rows = events_after(
+        &transaction,
+        None,
+        relay.nats_published_through,
+        None,
+        batch,
+    )
+    .await?;
+    let Some(through) = rows.last().and_then(|row| row.position) else {
+        transaction.rollback().await?;
+        return Ok(0);
+    };
+    let count = rows.len() as u64;
+    publish(rows).await.map_err(DbErr::Custom)?;
+    event_relay::Entity::update_many()
+        .col_expr(
+            event_relay::Column::NatsPublishedThrough,
+            Expr::value(through),
+        )
+        .filter(event_relay::Column::Name.eq(RELAY))
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(count)
+}
+
+/// The relay's whole state row.
+pub async fn relay_state_full<C: ConnectionTrait>(
+    connection: &C,
+) -> Result<event_relay::Model, DbErr> {
+    event_relay::Entity::find_by_id(RELAY.to_owned())
+        .one(connection)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))
+}

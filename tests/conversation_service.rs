@@ -27,6 +27,7 @@ backend_tests!(
     authentication_is_required_and_checked,
     bad_input_names_the_fields,
     updates_honour_the_etag,
+    watch_events_serves_services_with_resume_and_tenant_scope,
 );
 
 const TENANT: &str = "acme";
@@ -1227,6 +1228,7 @@ async fn undelete_window_expiry_and_purge(backend: Backend) {
             undelete_window: Duration::ZERO,
             max_participants: 10,
         },
+        messaging_platform::outbox::EventBus::new(16),
     );
     let purged = app.purge_expired().await.expect("purge");
     assert_eq!(purged, 1);
@@ -1936,4 +1938,159 @@ async fn updates_honour_the_etag(backend: Backend) {
         (fourth.title.as_str(), fourth.description.as_str()),
         ("v3", "about")
     );
+}
+
+type Watch = tonic::codec::Streaming<pb::WatchEventsResponse>;
+
+async fn watch(client: &mut ConversationClient, after: &str) -> Watch {
+    client
+        .watch_events(pb::WatchEventsRequest {
+            after_position: after.to_owned(),
+        })
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+/// The next event, skipping heartbeats, within 15 s.
+async fn next_watched(stream: &mut Watch) -> messaging_proto::message::v1::Event {
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(15), stream.message())
+            .await
+            .expect("an item within the deadline")
+            .expect("stream ok")
+            .expect("stream open")
+            .item;
+        match item {
+            Some(pb::watch_events_response::Item::Event(event)) => return event,
+            Some(pb::watch_events_response::Item::Heartbeat(_)) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// "<tenant> <kind> <subject>" of an event, for comparing sequences.
+fn describe(event: &messaging_proto::message::v1::Event) -> String {
+    use messaging_proto::message::v1::event::Payload;
+    let what = match event.payload.as_ref().expect("payload") {
+        Payload::ConversationCreated(changed) => format!("created {}", changed.title),
+        Payload::ConversationUpdated(changed) => format!("updated {}", changed.title),
+        Payload::ParticipantAdded(added) => format!("added {} {}", added.user_id, added.role),
+        other => format!("{other:?}"),
+    };
+    format!("{} {what}", event.tenant_id)
+}
+
+async fn watch_events_serves_services_with_resume_and_tenant_scope(backend: Backend) {
+    let harness = ConversationHarness::start(backend).await;
+    let mut alice = harness.client(TENANT, "alice");
+    // Users may not watch, whatever their role.
+    let denied = alice
+        .watch_events(pb::WatchEventsRequest::default())
+        .await
+        .expect_err("a user");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut admin = harness.client_with_roles(TENANT, "root", &["admin"]);
+    assert_eq!(
+        code(admin.watch_events(pb::WatchEventsRequest::default()).await),
+        Code::PermissionDenied
+    );
+    // Every tenant: a service token for every tenant with the tenant header "*".
+    let every = issuer()
+        .issue("*", "indexer", &["service"], Duration::from_secs(60))
+        .expect("token");
+    let mut every =
+        harness.client_with_headers(Headers::bearer(&every).with("x-messaging-tenant-id", "*"));
+    let mut all = watch(&mut every, "").await;
+    // One tenant: a service token bound to it.
+    let mut acme_service = harness.client_with_roles(TENANT, "indexer", &["service"]);
+    let mut acme_only = watch(&mut acme_service, "").await;
+
+    let acme_id = create(&mut alice, group("Ops", &[("bob", Role::Viewer)]))
+        .await
+        .conversation_id;
+    create(&mut harness.client("globex", "gina"), group("Sales", &[])).await;
+    alice
+        .update_conversation(pb::UpdateConversationRequest {
+            conversation: Some(pb::Conversation {
+                conversation_id: acme_id.clone(),
+                title: "Ops, renamed".to_owned(),
+                ..Default::default()
+            }),
+            update_mask: None,
+            etag: String::new(),
+        })
+        .await
+        .expect("rename");
+
+    let mut everything = Vec::new();
+    let mut positions = Vec::new();
+    for _ in 0..6 {
+        let event = next_watched(&mut all).await;
+        positions.push(event.position.parse::<i64>().expect("position"));
+        everything.push(describe(&event));
+    }
+    assert_eq!(
+        everything,
+        vec![
+            "acme created Ops",
+            "acme added alice ROLE_OWNER",
+            "acme added bob ROLE_VIEWER",
+            "globex created Sales",
+            "globex added gina ROLE_OWNER",
+            "acme updated Ops, renamed",
+        ]
+    );
+    assert!(positions.windows(2).all(|pair| pair[1] == pair[0] + 1));
+    let mut acme = Vec::new();
+    for _ in 0..4 {
+        acme.push(describe(&next_watched(&mut acme_only).await));
+    }
+    assert_eq!(
+        acme,
+        vec![
+            "acme created Ops",
+            "acme added alice ROLE_OWNER",
+            "acme added bob ROLE_VIEWER",
+            "acme updated Ops, renamed",
+        ],
+        "another tenant's events never reach a tenant-bound watcher"
+    );
+
+    // Resuming from a position gives exactly what came after it, in order.
+    let mut resumed = watch(&mut every, &positions[2].to_string()).await;
+    for expected in &everything[3..] {
+        assert_eq!(&describe(&next_watched(&mut resumed).await), expected);
+    }
+
+    // Bad positions name the field; a tenant-bound token cannot widen itself to every tenant;
+    // a watcher for every tenant cannot call tenant RPCs.
+    let status = every
+        .watch_events(pb::WatchEventsRequest {
+            after_position: "soon".to_owned(),
+        })
+        .await
+        .expect_err("bad position");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), vec!["after_position"]);
+    let bound = issuer()
+        .issue(TENANT, "indexer", &["service"], Duration::from_secs(60))
+        .expect("token");
+    let mut widened =
+        harness.client_with_headers(Headers::bearer(&bound).with("x-messaging-tenant-id", "*"));
+    assert_eq!(
+        code(
+            widened
+                .watch_events(pb::WatchEventsRequest::default())
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let status = every
+        .get_conversation(pb::GetConversationRequest {
+            conversation_id: acme_id,
+        })
+        .await
+        .expect_err("no tenant");
+    assert_eq!(status.code(), Code::Unauthenticated);
 }

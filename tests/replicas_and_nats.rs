@@ -1,5 +1,6 @@
 //! Production shape: events reach NATS JetStream exactly once for a durable consumer that
-//! de-duplicates by event id, across relay restarts; and two replicas of each service on one
+//! de-duplicates by event id, across relay restarts, conversation-service's events included;
+//! and two replicas of each service on one
 //! PostgreSQL serve one subscriber, which can move from one replica to the other.
 
 use std::collections::{HashMap, HashSet};
@@ -9,7 +10,7 @@ use futures::StreamExt;
 use messaging_e2e::{
     Backend, TestDatabase, conversation_client, conversation_settings, create_group, isolated_nats,
     message_client, message_settings, nats_or_skip, postgres_or_skip, start_conversation_service,
-    start_message_service, text_message as text,
+    start_message_service, text_message as text, wait_for_participant,
 };
 use messaging_proto::conversation::v1::Role;
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
@@ -28,12 +29,13 @@ async fn durable_consumer_gets_every_change_once(backend: Backend) {
     };
     let nats = isolated_nats(&url);
     let conversation_database = TestDatabase::new(backend);
-    let conversations =
-        start_conversation_service(conversation_settings(&conversation_database)).await;
+    let mut conversation_config = conversation_settings(&conversation_database);
+    conversation_config.conversation_service.events.nats = nats.clone();
+    let conversations = start_conversation_service(conversation_config).await;
     let message_database = TestDatabase::new(backend);
     let settings = || {
         let mut settings = message_settings(&message_database, &conversations.url());
-        settings.message_service.nats = nats.clone();
+        settings.message_service.events.nats = nats.clone();
         settings
     };
     let id = group(&mut conversation_client(&conversations, TENANT, "alice").await).await;
@@ -128,6 +130,35 @@ async fn durable_consumer_gets_every_change_once(backend: Backend) {
         "every message exactly once after de-duplication"
     );
     assert_eq!(distinct, sent.iter().collect::<HashSet<_>>());
+
+    // conversation-service publishes its own events to the same stream.
+    let consumer = stream
+        .get_or_create_consumer(
+            "membership-auditor",
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("membership-auditor".to_owned()),
+                filter_subject: format!("{}.{TENANT}.{id}.participant.added", nats.subject_prefix),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut added = HashSet::new();
+    while added.len() < 2 {
+        let message = tokio::time::timeout(WAIT, messages.next())
+            .await
+            .expect("participant events within the deadline")
+            .expect("a message")
+            .expect("message");
+        let event = pb::Event::decode(message.payload.clone()).expect("an Event");
+        let Some(Payload::ParticipantAdded(change)) = event.payload else {
+            panic!("filtered to participant.added")
+        };
+        added.insert(change.user_id);
+        message.ack().await.expect("ack");
+    }
+    assert_eq!(added, HashSet::from(["alice".to_owned(), "bob".to_owned()]));
     second.stop().await.expect("stop");
     jetstream
         .delete_stream(&nats.stream)
@@ -193,7 +224,7 @@ async fn two_replicas_of_each_service_serve_one_subscriber() {
     let message_database = TestDatabase::new(Backend::Postgres);
     let replica = |conversations: &messaging_e2e::RunningServer| {
         let mut settings = message_settings(&message_database, &conversations.url());
-        settings.message_service.nats = nats.clone();
+        settings.message_service.events.nats = nats.clone();
         settings
     };
     let messages_a = start_message_service(replica(&conversations_a)).await;
@@ -201,6 +232,8 @@ async fn two_replicas_of_each_service_serve_one_subscriber() {
 
     let id = group(&mut conversation_client(&conversations_b, TENANT, "alice").await).await;
     let mut bob_on_a = message_client(&messages_a, TENANT, "bob").await;
+    // Both replicas copy the group's creation events (once, by event id) before the test's own.
+    wait_for_participant(&mut bob_on_a, &id, "bob").await;
     let mut stream = bob_on_a
         .subscribe(pb::SubscribeRequest::default())
         .await

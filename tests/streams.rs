@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use messaging_e2e::{
-    Backend, MessageClient, MessagingHarness, backend_tests, create_group, text_message as text,
+    Backend, MessageClient, MessagingHarness, backend_tests, create_group, is_conversation_event,
+    text_message as text, wait_for_participant,
 };
 use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
@@ -19,6 +20,7 @@ backend_tests!(
     resume_delivers_exactly_what_was_missed,
     too_old_positions_get_a_resync_signal,
     removed_participants_stop_receiving,
+    membership_changes_arrive_and_take_effect_at_once,
     other_tenants_events_never_arrive,
     typing_is_ephemeral_and_rate_limited,
     idle_streams_get_heartbeats,
@@ -28,6 +30,8 @@ backend_tests!(
 const TENANT: &str = "acme";
 const WAIT: Duration = Duration::from_secs(15);
 
+/// A group of alice, bob, mia and vic, once message-service has taken in its creation events
+/// (so the streams of a test see only the changes the test makes).
 async fn team(harness: &MessagingHarness, tenant: &str) -> String {
     let mut alice = harness.conversations.client(tenant, "alice");
     let members = [
@@ -35,7 +39,9 @@ async fn team(harness: &MessagingHarness, tenant: &str) -> String {
         ("mia", Role::Member),
         ("vic", Role::Viewer),
     ];
-    create_group(&mut alice, "Team", &members).await
+    let id = create_group(&mut alice, "Team", &members).await;
+    wait_for_participant(&mut harness.client(tenant, "alice"), &id, "vic").await;
+    id
 }
 
 async fn subscribe(client: &mut MessageClient, resume: &str) -> Streaming<pb::SubscribeResponse> {
@@ -65,10 +71,21 @@ async fn next(stream: &mut Streaming<pb::SubscribeResponse>) -> Item {
     }
 }
 
-async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> pb::Event {
+/// The next event of any kind.
+async fn next_any_event(stream: &mut Streaming<pb::SubscribeResponse>) -> pb::Event {
     match next(stream).await {
         Item::Event(event) => event,
         other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// The next event of message-service's own (conversation and participant changes skipped).
+async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> pb::Event {
+    loop {
+        let event = next_any_event(stream).await;
+        if !is_conversation_event(&event) {
+            return event;
+        }
     }
 }
 
@@ -260,7 +277,7 @@ async fn resume_delivers_exactly_what_was_missed(backend: Backend) {
 
 async fn too_old_positions_get_a_resync_signal(backend: Backend) {
     let harness = MessagingHarness::start_with(backend, |settings| {
-        settings.message_service.event_retention = Duration::ZERO;
+        settings.message_service.events.retention = Duration::ZERO;
     })
     .await;
     let id = team(&harness, TENANT).await;
@@ -353,6 +370,168 @@ async fn removed_participants_stop_receiving(backend: Backend) {
     );
 }
 
+async fn membership_changes_arrive_and_take_effect_at_once(backend: Backend) {
+    // A long permission cache: whatever takes effect below does so through conversation-service's
+    // events invalidating it, not through expiry.
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.permission_cache_ttl = Duration::from_secs(600);
+    })
+    .await;
+    let id = team(&harness, TENANT).await;
+    let (mut alice, mut bob) = (
+        harness.client(TENANT, "alice"),
+        harness.client(TENANT, "bob"),
+    );
+    // Bob's permission to post is cached now.
+    bob.send_message(text(&id, "bob was here"))
+        .await
+        .expect("send");
+    // Zed's refusal is cached too.
+    let mut zed = harness.client(TENANT, "zed");
+    let refused = zed
+        .send_message(text(&id, "let me in"))
+        .await
+        .expect_err("not a participant yet");
+    assert_eq!(refused.code(), Code::NotFound);
+    let mut stream = subscribe(&mut bob, "").await;
+    let mut owner = harness.conversations.client(TENANT, "alice");
+    owner
+        .update_conversation(conversation::UpdateConversationRequest {
+            conversation: Some(conversation::Conversation {
+                conversation_id: id.clone(),
+                title: "Team, renamed".to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["title".to_owned()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("rename");
+    owner
+        .add_participants(conversation::AddParticipantsRequest {
+            conversation_id: id.clone(),
+            participants: vec![conversation::ParticipantSpec {
+                user_id: "zed".to_owned(),
+                role: Role::Member.into(),
+            }],
+        })
+        .await
+        .expect("add");
+    owner
+        .update_participant_role(conversation::UpdateParticipantRoleRequest {
+            conversation_id: id.clone(),
+            user_id: "mia".to_owned(),
+            role: Role::Admin.into(),
+        })
+        .await
+        .expect("promote");
+    owner
+        .archive_conversation(conversation::ArchiveConversationRequest {
+            conversation_id: id.clone(),
+        })
+        .await
+        .expect("archive");
+    owner
+        .unarchive_conversation(conversation::UnarchiveConversationRequest {
+            conversation_id: id.clone(),
+        })
+        .await
+        .expect("unarchive");
+    owner
+        .remove_participant(conversation::RemoveParticipantRequest {
+            conversation_id: id.clone(),
+            user_id: "bob".to_owned(),
+        })
+        .await
+        .expect("remove");
+
+    let mut seen = Vec::new();
+    let mut positions = Vec::new();
+    for _ in 0..6 {
+        let event = next_any_event(&mut stream).await;
+        assert_eq!(
+            (
+                event.tenant_id.as_str(),
+                event.conversation_id.as_str(),
+                event.actor_id.as_str()
+            ),
+            (TENANT, id.as_str(), "alice")
+        );
+        positions.push(event.position.parse::<i64>().expect("numeric position"));
+        seen.push(match event.payload.expect("payload") {
+            Payload::ConversationUpdated(changed) => format!("updated {}", changed.title),
+            Payload::ParticipantAdded(added) => format!("added {} {}", added.user_id, added.role),
+            Payload::ParticipantRoleChanged(changed) => {
+                format!("role {} {}", changed.user_id, changed.role)
+            }
+            Payload::ConversationArchived(changed) => format!("archived {}", changed.archived),
+            Payload::ParticipantRemoved(removed) => format!("removed {}", removed.user_id),
+            other => panic!("unexpected {other:?}"),
+        });
+    }
+    assert_eq!(
+        seen,
+        vec![
+            "updated Team, renamed",
+            "added zed ROLE_MEMBER",
+            "role mia ROLE_ADMIN",
+            "archived true",
+            "archived false",
+            "removed bob",
+        ]
+    );
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
+
+    // Bob heard of his removal, so the cached "may post" is gone: refused at once.
+    let status = bob
+        .send_message(text(&id, "still here?"))
+        .await
+        .expect_err("removed");
+    assert_eq!(status.code(), Code::NotFound);
+    // And his stream no longer carries the group: a later message in a conversation he is in
+    // arrives, the group's message before it does not.
+    alice
+        .send_message(text(&id, "not for bob"))
+        .await
+        .expect("send");
+    let direct = owner
+        .create_conversation(conversation::CreateConversationRequest {
+            r#type: ConversationType::Direct.into(),
+            participants: vec![conversation::ParticipantSpec {
+                user_id: "bob".to_owned(),
+                role: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("direct")
+        .into_inner()
+        .conversation
+        .expect("c")
+        .conversation_id;
+    // The new conversation's own events reach bob as well, then its message.
+    let created = next_any_event(&mut stream).await;
+    assert_eq!(created.conversation_id, direct);
+    assert!(matches!(
+        created.payload,
+        Some(Payload::ConversationCreated(_))
+    ));
+    alice
+        .send_message(text(&direct, "direct to bob"))
+        .await
+        .expect("send");
+    assert_eq!(
+        created_text(&next_event(&mut stream).await).as_deref(),
+        Some("direct to bob")
+    );
+    // Zed, refused before being added, may post now: the cached refusal went with the event.
+    zed.send_message(text(&id, "zed says hi"))
+        .await
+        .expect("zed posts");
+}
+
 async fn other_tenants_events_never_arrive(backend: Backend) {
     let harness = MessagingHarness::start(backend).await;
     let acme = team(&harness, TENANT).await;
@@ -434,7 +613,7 @@ async fn typing_is_ephemeral_and_rate_limited(backend: Backend) {
 
 async fn idle_streams_get_heartbeats(backend: Backend) {
     let harness = MessagingHarness::start_with(backend, |settings| {
-        settings.message_service.heartbeat_interval = Duration::from_millis(50);
+        settings.message_service.events.heartbeat_interval = Duration::from_millis(50);
     })
     .await;
     team(&harness, TENANT).await;
@@ -450,8 +629,8 @@ async fn idle_streams_get_heartbeats(backend: Backend) {
 
 async fn slow_subscribers_are_ended_with_a_resume_position(backend: Backend) {
     let harness = MessagingHarness::start_with(backend, |settings| {
-        settings.message_service.stream_buffer = 1;
-        settings.message_service.bus_capacity = 16;
+        settings.message_service.events.stream_buffer = 1;
+        settings.message_service.events.bus_capacity = 16;
     })
     .await;
     let id = team(&harness, TENANT).await;

@@ -32,8 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_with_config(
             prost_config,
             &files,
-            &[proto_dir, googleapis_dir, well_known_dir],
+            &[proto_dir.clone(), googleapis_dir, well_known_dir],
         )?;
+    // The protos live outside this package: without this, edits to them would not rebuild.
+    println!("cargo:rerun-if-changed={}", proto_dir.display());
     println!("cargo:rerun-if-env-changed={}", googleapis::OVERRIDE_VAR);
     Ok(())
 }

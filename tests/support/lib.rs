@@ -575,3 +575,69 @@ pub async fn create_group(
         .expect("conversation")
         .conversation_id
 }
+
+/// Whether `event` comes from conversation-service (a conversation or participant change).
+pub fn is_conversation_event(event: &messaging_proto::message::v1::Event) -> bool {
+    use messaging_proto::message::v1::event::Payload;
+    matches!(
+        event.payload,
+        Some(
+            Payload::ConversationCreated(_)
+                | Payload::ConversationUpdated(_)
+                | Payload::ConversationArchived(_)
+                | Payload::ConversationDeleted(_)
+                | Payload::ParticipantAdded(_)
+                | Payload::ParticipantRemoved(_)
+                | Payload::ParticipantRoleChanged(_)
+        )
+    )
+}
+
+/// Replays `client`'s events from the start until one matches `wanted`, within 15 s: for
+/// waiting until message-service has taken in conversation-service's events (it copies them
+/// in order, so once the last one of a change is there, all earlier ones are too).
+pub async fn wait_for_event(
+    client: &mut MessageClient,
+    wanted: impl Fn(&messaging_proto::message::v1::Event) -> bool,
+) -> messaging_proto::message::v1::Event {
+    use messaging_proto::message::v1 as pb;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut last = "0".to_owned();
+    loop {
+        let mut stream = client
+            .subscribe(pb::SubscribeRequest {
+                resume_position: last.clone(),
+                conversation_ids: Vec::new(),
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        loop {
+            let received = tokio::time::timeout_at(deadline, stream.message())
+                .await
+                .expect("the awaited event within 15 s");
+            let item = match received {
+                Ok(Some(response)) => response.item,
+                // Tests with tiny stream buffers: go on from the last event read.
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => break,
+                other => panic!("stream failed: {other:?}"),
+            };
+            if let Some(pb::subscribe_response::Item::Event(event)) = item {
+                if wanted(&event) {
+                    return event;
+                }
+                last = event.position;
+            }
+        }
+    }
+}
+
+/// Waits until message-service has taken in that `user` joined `conversation`.
+pub async fn wait_for_participant(client: &mut MessageClient, conversation: &str, user: &str) {
+    use messaging_proto::message::v1::event::Payload;
+    wait_for_event(client, |event| {
+        event.conversation_id == conversation
+            && matches!(&event.payload, Some(Payload::ParticipantAdded(added)) if added.user_id == user)
+    })
+    .await;
+}

@@ -157,7 +157,7 @@ impl Deployment {
             },
         };
         if let Some(url) = &nats {
-            message_settings.message_service.nats = message_service::events::NatsSettings {
+            message_settings.message_service.events.nats = message_service::events::NatsSettings {
                 url: url.clone(),
                 stream: format!("BENCH_{unique}"),
                 subject_prefix: format!("bench_{unique}"),

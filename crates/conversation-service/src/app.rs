@@ -12,6 +12,11 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use serde_json::json;
 use uuid::Uuid;
 
+use messaging_platform::outbox::EventBus;
+use messaging_proto::message::v1::event::Payload;
+use messaging_proto::message::v1::{ConversationChanged, ParticipantChanged};
+use sea_orm::ConnectionTrait;
+
 use crate::domain::permissions::{self, Action, Denial};
 use crate::domain::{self, Kind, Role};
 use crate::store::{self, ConversationFilter, ConversationKey, ConversationRow, ParticipantRow};
@@ -80,6 +85,7 @@ pub struct PermissionAnswer {
 pub struct Conversations {
     db: DatabaseConnection,
     policy: Policy,
+    bus: EventBus,
 }
 
 /// A conversation loaded for a caller: the row, the caller's participation and the authority
@@ -136,6 +142,43 @@ fn not_found() -> ApiError {
     ApiError::NotFound("conversation")
 }
 
+/// Writes a change's event into the outbox, in the change's transaction (see
+/// `messaging_platform::outbox`): the relay then publishes it to WatchEvents streams and NATS.
+async fn emit<C: ConnectionTrait>(
+    connection: &C,
+    row: &ConversationRow,
+    actor: &str,
+    at: DateTime<Utc>,
+    payload: Payload,
+) -> Result<(), DbErr> {
+    messaging_platform::outbox::store::record(
+        connection,
+        &row.tenant_id,
+        row.id,
+        actor,
+        at,
+        payload,
+    )
+    .await
+}
+
+fn conversation_changed(row: &ConversationRow) -> ConversationChanged {
+    ConversationChanged {
+        title: row.title.clone(),
+        archived: row.archived_at.is_some(),
+    }
+}
+
+/// A participant event's payload; `role` is `None` once removed.
+fn participant_changed(user: &str, role: Option<Role>) -> ParticipantChanged {
+    ParticipantChanged {
+        user_id: user.to_owned(),
+        role: role
+            .map(|role| format!("ROLE_{}", role.as_str().to_ascii_uppercase()))
+            .unwrap_or_default(),
+    }
+}
+
 /// Marks a row as changed by `actor` at `at` (new etag, newest activity).
 fn touch(row: &mut ConversationRow, actor: &str, at: DateTime<Utc>) {
     row.updater_id = actor.to_owned();
@@ -165,8 +208,18 @@ fn new_participant(
 
 impl Conversations {
     /// The use cases over `db` with `policy`.
-    pub fn new(db: DatabaseConnection, policy: Policy) -> Self {
-        Self { db, policy }
+    pub fn new(db: DatabaseConnection, policy: Policy, bus: EventBus) -> Self {
+        Self { db, policy, bus }
+    }
+
+    /// The database, for event streams.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The in-process event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
     }
 
     fn window(&self) -> chrono::Duration {
@@ -284,7 +337,7 @@ impl Conversations {
         let result: Result<(), DbErr> = async {
             let transaction = self.db.begin().await?;
             store::insert_conversation(&transaction, row.clone()).await?;
-            store::insert_participants(&transaction, participants).await?;
+            store::insert_participants(&transaction, participants.clone()).await?;
             let details = json!({
                 "kind": row.kind,
                 "participants": new.participants.iter().map(|(user, _)| user).collect::<Vec<_>>(),
@@ -299,7 +352,28 @@ impl Conversations {
                 at,
             )
             .await?;
-            transaction.commit().await
+            emit(
+                &transaction,
+                &row,
+                &caller.user_id,
+                at,
+                Payload::ConversationCreated(conversation_changed(&row)),
+            )
+            .await?;
+            for participant in &participants {
+                let role = Role::parse(&participant.role);
+                emit(
+                    &transaction,
+                    &row,
+                    &caller.user_id,
+                    at,
+                    Payload::ParticipantAdded(participant_changed(&participant.user_id, role)),
+                )
+                .await?;
+            }
+            transaction.commit().await?;
+            self.bus.committed();
+            Ok(())
         }
         .await;
         match result {
@@ -463,8 +537,17 @@ impl Conversations {
             at,
         )
         .await?;
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ConversationUpdated(conversation_changed(&loaded.row)),
+        )
+        .await?;
         loaded.row = store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         loaded.view(None)
     }
 
@@ -500,8 +583,17 @@ impl Conversations {
             at,
         )
         .await?;
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ConversationArchived(conversation_changed(&loaded.row)),
+        )
+        .await?;
         loaded.row = store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         loaded.view(None)
     }
 
@@ -526,8 +618,17 @@ impl Conversations {
             at,
         )
         .await?;
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ConversationDeleted(conversation_changed(&loaded.row)),
+        )
+        .await?;
         loaded.row = store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         let purge_time = at + self.window();
         loaded.view(Some(purge_time))
     }
@@ -569,6 +670,15 @@ impl Conversations {
             at,
         )
         .await?;
+        // Restored: announced as an update, the conversation being readable again.
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ConversationUpdated(conversation_changed(&loaded.row)),
+        )
+        .await?;
         loaded.row = match store::save_conversation(&transaction, loaded.row).await {
             Err(error) if store::is_unique_violation(&error) => {
                 return Err(ApiError::FailedPrecondition(
@@ -578,6 +688,7 @@ impl Conversations {
             other => other?,
         };
         transaction.commit().await?;
+        self.bus.committed();
         loaded.view(None)
     }
 
@@ -635,10 +746,22 @@ impl Conversations {
                 at,
             )
             .await?;
+            emit(
+                &transaction,
+                &loaded.row,
+                &caller.user_id,
+                at,
+                Payload::ParticipantAdded(participant_changed(
+                    &row.user_id,
+                    Role::parse(&row.role),
+                )),
+            )
+            .await?;
         }
         store::insert_participants(&transaction, added).await?;
         store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         Ok(result)
     }
 
@@ -680,8 +803,17 @@ impl Conversations {
             at,
         )
         .await?;
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ParticipantRemoved(participant_changed(user, None)),
+        )
+        .await?;
         loaded.row = store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         loaded.view(None)
     }
 
@@ -725,8 +857,17 @@ impl Conversations {
             at,
         )
         .await?;
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ParticipantRoleChanged(participant_changed(user, Some(role))),
+        )
+        .await?;
         store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         Ok(updated)
     }
 
@@ -816,8 +957,17 @@ impl Conversations {
             at,
         )
         .await?;
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ParticipantAdded(participant_changed(&caller.user_id, Some(Role::Member))),
+        )
+        .await?;
         store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         Ok(row)
     }
 
@@ -854,8 +1004,17 @@ impl Conversations {
             at,
         )
         .await?;
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ParticipantRemoved(participant_changed(&caller.user_id, None)),
+        )
+        .await?;
         loaded.row = store::save_conversation(&transaction, loaded.row).await?;
         transaction.commit().await?;
+        self.bus.committed();
         loaded.participant = None;
         loaded.view(None)
     }
@@ -884,8 +1043,26 @@ impl Conversations {
                 .await?
         {
             store::set_role(&transaction, &owner, Role::Admin, &caller.user_id, at).await?;
+            let change = participant_changed(&owner.user_id, Some(Role::Admin));
+            emit(
+                &transaction,
+                &loaded.row,
+                &caller.user_id,
+                at,
+                Payload::ParticipantRoleChanged(change),
+            )
+            .await?;
         }
         store::set_role(&transaction, &target, Role::Owner, &caller.user_id, at).await?;
+        let change = participant_changed(new_owner, Some(Role::Owner));
+        emit(
+            &transaction,
+            &loaded.row,
+            &caller.user_id,
+            at,
+            Payload::ParticipantRoleChanged(change),
+        )
+        .await?;
         touch(&mut loaded.row, &caller.user_id, at);
         store::record_audit(
             &transaction,
@@ -901,6 +1078,7 @@ impl Conversations {
         loaded.participant =
             store::find_participant(&transaction, &caller.tenant_id, id, &caller.user_id).await?;
         transaction.commit().await?;
+        self.bus.committed();
         loaded.view(None)
     }
 

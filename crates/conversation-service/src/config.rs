@@ -41,6 +41,8 @@ pub struct ServiceSettings {
     pub purge_interval: Duration,
     /// Most participants per conversation; default 10,000.
     pub max_participants: u32,
+    /// The outbox, relay, WatchEvents streams and NATS (`[conversation_service.events]`).
+    pub events: messaging_platform::outbox::EventSettings,
 }
 
 impl Default for ServiceSettings {
@@ -56,6 +58,7 @@ impl Default for ServiceSettings {
             undelete_window: Duration::from_secs(30 * 24 * 3600),
             purge_interval: Duration::from_secs(3600),
             max_participants: 10_000,
+            events: messaging_platform::outbox::EventSettings::default(),
         }
     }
 }

@@ -34,16 +34,18 @@ pub async fn run(
     let authenticator = Arc::new(Authenticator::from_settings(&settings.auth, settings.mode)?);
     let service = &settings.conversation_service;
     let db = store::connect(&service.database).await?;
+    let (bus, relay) = service.events.start(&db, &[]).await?;
     let app = Conversations::new(
         db,
         Policy {
             undelete_window: service.undelete_window,
             max_participants: service.max_participants,
         },
+        bus,
     );
     let purger = tokio::spawn(purge_periodically(app.clone(), service.purge_interval));
     let grpc = ConversationServiceServer::with_interceptor(
-        grpc::ConversationGrpc::new(app),
+        grpc::ConversationGrpc::new(app, service.events.clone()),
         authenticator.interceptor(),
     );
     tracing::info!(address = %listener.local_addr()?, "conversation-service listening");
@@ -51,6 +53,7 @@ pub async fn run(
         messaging_platform::server::serve(listener, Routes::new(grpc), &[SERVICE_NAME], shutdown)
             .await;
     purger.abort();
+    relay.abort();
     result
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::client::{Action, ConversationGate};
 use crate::convert;
 use crate::domain::{self, Content};
-use crate::events::{self, EventBus};
+use crate::events::EventBus;
 use crate::store::{
     self, MessageFilter, MessageRow, ReactionRow, ReadStateRow, RevisionRow, SequenceRange, Unread,
 };
@@ -930,28 +930,13 @@ async fn record_event<C: ConnectionTrait>(
     at: DateTime<Utc>,
     payload: pb::event::Payload,
 ) -> Result<(), DbErr> {
-    let event_id = Uuid::now_v7();
-    let event = pb::Event {
-        event_id: event_id.to_string(),
-        tenant_id: caller.tenant_id.clone(),
-        conversation_id: conversation.to_string(),
-        actor_id: caller.user_id.clone(),
-        time: Some(messaging_platform::time::to_timestamp(at)),
-        position: String::new(),
-        payload: Some(payload),
-    };
-    let (kind, bytes) = events::encode(&event);
-    store::insert_event(
+    messaging_platform::outbox::store::record(
         connection,
-        store::NewEvent {
-            event_id,
-            tenant_id: caller.tenant_id.clone(),
-            conversation_id: conversation,
-            actor_id: caller.user_id.clone(),
-            kind,
-            occurred_at: at,
-            payload: bytes,
-        },
+        &caller.tenant_id,
+        conversation,
+        &caller.user_id,
+        at,
+        payload,
     )
     .await
 }

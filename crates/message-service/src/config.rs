@@ -51,25 +51,11 @@ pub struct ServiceSettings {
     /// always.
     #[serde(with = "humantime_serde")]
     pub edit_window: Option<Duration>,
-    /// How long events stay replayable for Subscribe's resume; older positions get a resync
-    /// signal; default 7 days.
-    #[serde(with = "humantime_serde")]
-    pub event_retention: Duration,
-    /// How often the relay looks for events committed by other replicas; default 100 ms.
-    #[serde(with = "humantime_serde")]
-    pub relay_poll_interval: Duration,
-    /// Heartbeat period of idle Subscribe streams; default 15 s.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_interval: Duration,
-    /// Items buffered per Subscribe stream before it is ended as too slow; default 256.
-    pub stream_buffer: usize,
-    /// Events the in-process bus holds for slow streams; default 4,096.
-    pub bus_capacity: usize,
+    /// The outbox, relay, streams and NATS (`[message_service.events]`).
+    pub events: messaging_platform::outbox::EventSettings,
     /// Least time between two typing indicators of one user in one conversation; default 1 s.
     #[serde(with = "humantime_serde")]
     pub typing_interval: Duration,
-    /// Where events go for other services (`[message_service.nats]`); off by default.
-    pub nats: crate::events::NatsSettings,
 }
 
 impl Default for ServiceSettings {
@@ -88,13 +74,8 @@ impl Default for ServiceSettings {
             service_token: None,
             max_body_bytes: 16 * 1024,
             edit_window: None,
-            event_retention: Duration::from_secs(7 * 24 * 3600),
-            relay_poll_interval: Duration::from_millis(100),
-            heartbeat_interval: Duration::from_secs(15),
-            stream_buffer: 256,
-            bus_capacity: 4_096,
+            events: messaging_platform::outbox::EventSettings::default(),
             typing_interval: Duration::from_secs(1),
-            nats: crate::events::NatsSettings::default(),
         }
     }
 }

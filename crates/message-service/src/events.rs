@@ -5,3 +5,8 @@ pub use messaging_platform::outbox::{
     BusEvent, EventBus, NatsPublisher, NatsSettings, RelaySettings, decode, encode, relay_once,
     run_relay, tenant_token,
 };
+
+/// Kinds of the events copied from conversation-service's stream into this service's outbox
+/// (so Subscribe delivers and replays them): conversation-service publishes those to NATS
+/// itself, so this service's NATS publisher leaves them out.
+pub const FOREIGN_KINDS: &[&str] = &["conversation.", "participant."];

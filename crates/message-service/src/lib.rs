@@ -9,6 +9,7 @@ pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod membership;
 pub mod store;
 pub mod streams;
 
@@ -54,29 +55,11 @@ pub async fn run(
         service.permission_cache_ttl,
         service.conversation_service_timeout,
     )?;
-    let bus = events::EventBus::new(service.bus_capacity);
-    let nats = if service.nats.url.is_empty() {
-        None
-    } else {
-        Some(events::NatsPublisher::connect(&service.nats).await?)
-    };
-    let relay = tokio::spawn(events::run_relay(
-        db.clone(),
-        bus.clone(),
-        events::RelaySettings {
-            poll_interval: service.relay_poll_interval,
-            retention: service.event_retention,
-            prune_interval: std::time::Duration::from_secs(60).min(
-                service
-                    .event_retention
-                    .max(std::time::Duration::from_millis(10)),
-            ),
-        },
-        nats,
-    ));
+    let (bus, relay) = service.events.start(&db, events::FOREIGN_KINDS).await?;
+    let follower = tokio::spawn(membership::follow(db.clone(), gate.clone(), bus.clone()));
     let streams = streams::StreamSettings {
-        heartbeat_interval: service.heartbeat_interval,
-        buffer: service.stream_buffer,
+        heartbeat_interval: service.events.heartbeat_interval,
+        buffer: service.events.stream_buffer,
         typing_interval: service.typing_interval,
     };
     let app = Messages::new(
@@ -100,5 +83,6 @@ pub async fn run(
     let result =
         messaging_platform::server::serve(listener, routes, &SERVICE_NAMES, shutdown).await;
     relay.abort();
+    follower.abort();
     result
 }

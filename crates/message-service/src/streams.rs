@@ -53,18 +53,28 @@ impl Admission for Membership {
         if self.fixed && !self.followed.contains(&conversation) {
             return false;
         }
+        use pb::event::Payload;
         match &event.event.payload {
             // The participant who was removed hears of it, and of nothing after.
-            Some(pb::event::Payload::ParticipantRemoved(change))
-                if change.user_id == self.caller.user_id =>
-            {
+            Some(Payload::ParticipantRemoved(change)) if change.user_id == self.caller.user_id => {
                 self.followed.remove(&conversation);
                 return true;
             }
             // A deleted conversation is unreadable: tell those who followed it.
-            Some(pb::event::Payload::ConversationDeleted(_)) => {
+            Some(Payload::ConversationDeleted(_)) => {
                 return self.followed.remove(&conversation);
             }
+            // Other conversation changes go to the conversation's participants as the stream
+            // knows them at that point (the events arrive in order): asking for the current
+            // permission instead would drop the changes just before one's own removal.
+            Some(
+                Payload::ConversationCreated(_)
+                | Payload::ConversationUpdated(_)
+                | Payload::ConversationArchived(_)
+                | Payload::ParticipantAdded(_)
+                | Payload::ParticipantRemoved(_)
+                | Payload::ParticipantRoleChanged(_),
+            ) if self.followed.contains(&conversation) => return true,
             _ => {}
         }
         let readable = matches!(

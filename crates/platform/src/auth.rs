@@ -106,13 +106,31 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The caller stored in a request's extensions by the authentication interceptor.
+    /// The caller stored in a request's extensions by the authentication interceptor, acting
+    /// in one tenant.
     pub fn from_request<T>(request: &Request<T>) -> Result<Self, ApiError> {
+        let caller = Self::from_request_any_tenant(request)?;
+        if caller.spans_every_tenant() {
+            return Err(ApiError::Unauthenticated(format!(
+                "this call acts in one tenant: send its id in {TENANT_HEADER}"
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// Like [`Caller::from_request`], but also admits a service acting for every tenant
+    /// (`x-messaging-tenant-id: *`), for the few service RPCs that span tenants.
+    pub fn from_request_any_tenant<T>(request: &Request<T>) -> Result<Self, ApiError> {
         request
             .extensions()
             .get::<Self>()
             .cloned()
             .ok_or_else(|| ApiError::Unauthenticated("missing credentials".to_owned()))
+    }
+
+    /// A service acting for every tenant at once.
+    pub fn spans_every_tenant(&self) -> bool {
+        self.is_service && self.tenant_id == ANY_TENANT
     }
 }
 
@@ -289,6 +307,7 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
     if let Some(problem) = principal_id_problem(&claims.sub) {
         return Err(invalid("sub", problem));
     }
+    let claims_any_tenant = claims.tenant_id == ANY_TENANT;
     let (tenant_id, user_id) = if is_service {
         let tenant = match (
             claims.tenant_id.as_str(),
@@ -314,7 +333,8 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
     } else {
         (claims.tenant_id, claims.sub)
     };
-    if let Some(problem) = principal_id_problem(&tenant_id) {
+    let every_tenant = is_service && claims_any_tenant && tenant_id == ANY_TENANT;
+    if let Some(problem) = principal_id_problem(&tenant_id).filter(|_| !every_tenant) {
         return Err(invalid("tenant", problem));
     }
     if let Some(problem) = principal_id_problem(&user_id) {

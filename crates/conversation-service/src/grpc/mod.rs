@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use messaging_platform::outbox::EventSettings;
+use messaging_platform::outbox::stream::{self, AdmitAll, Item, ItemStream, StreamSpec};
 use messaging_platform::validate::{self, page_size, principal_id, resource_id};
 use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
 use messaging_proto::conversation::v1 as pb;
@@ -25,12 +27,13 @@ const MAX_REQUEST_ID_CHARS: usize = 128;
 #[derive(Debug, Clone)]
 pub struct ConversationGrpc {
     app: Conversations,
+    events: EventSettings,
 }
 
 impl ConversationGrpc {
-    /// The adapter over `app`.
-    pub fn new(app: Conversations) -> Self {
-        Self { app }
+    /// The adapter over `app`; `events` tunes WatchEvents streams.
+    pub fn new(app: Conversations, events: EventSettings) -> Self {
+        Self { app, events }
     }
 }
 
@@ -648,6 +651,53 @@ impl ConversationService for ConversationGrpc {
                 Ok(pb::TransferOwnershipResponse {
                     conversation: Some(conversation_to_proto(view)?),
                 })
+            }
+            .await,
+        )
+    }
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<ItemStream<pb::WatchEventsResponse>>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request_any_tenant(&request)?;
+                if !caller.is_service {
+                    return Err(ApiError::PermissionDenied(
+                        "only callers with the service role may watch events".to_owned(),
+                    ));
+                }
+                let mut violations = FieldViolations::new();
+                let resume = violations.check(stream::parse_position(
+                    "after_position",
+                    &request.get_ref().after_position,
+                ));
+                let Some(resume) = resume else {
+                    return Err(violations.into_error());
+                };
+                let spec = StreamSpec {
+                    tenant: (!caller.spans_every_tenant()).then(|| caller.tenant_id.clone()),
+                    resume,
+                    heartbeat_interval: self.events.heartbeat_interval,
+                    buffer: self.events.stream_buffer,
+                    resume_field: "after_position",
+                };
+                stream::open(self.app.db(), self.app.bus(), spec, AdmitAll, |item| {
+                    use pb::watch_events_response::Item as Out;
+                    let item = match item {
+                        Item::Event(event) => Out::Event(*event),
+                        Item::ResyncRequired(position) => {
+                            Out::ResyncRequired(messaging_proto::message::v1::ResyncRequired {
+                                position: position.to_string(),
+                            })
+                        }
+                        Item::Heartbeat(time) => Out::Heartbeat(time),
+                    };
+                    pb::WatchEventsResponse { item: Some(item) }
+                })
+                .await
+                .map_err(ApiError::from)
             }
             .await,
         )

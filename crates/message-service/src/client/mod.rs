@@ -85,6 +85,8 @@ impl ConversationGate {
         let channel = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(timeout)
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
             .connect_lazy();
         Ok(Self {
             client: ConversationServiceClient::new(channel),
@@ -93,6 +95,7 @@ impl ConversationGate {
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl.max(Duration::from_millis(1)))
+                .support_invalidation_closures()
                 .build(),
             timeout,
         })
@@ -242,6 +245,44 @@ impl ConversationGate {
                 action_verb(action)
             ))),
         }
+    }
+
+    /// Forgets every cached answer about `conversation`: its membership or state changed.
+    pub fn invalidate_conversation(&self, tenant: &str, conversation: Uuid) {
+        let tenant = tenant.to_owned();
+        if let Err(error) = self
+            .cache
+            .invalidate_entries_if(move |key, _| key.1 == conversation && key.0 == tenant)
+        {
+            tracing::warn!(%error, "permission cache invalidation failed; clearing it");
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Forgets every cached answer (after missing events, for example).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Opens conversation-service's WatchEvents stream for every tenant, after `after`.
+    pub async fn watch_events(
+        &self,
+        after: Option<i64>,
+    ) -> Result<tonic::Streaming<pb::WatchEventsResponse>, tonic::Status> {
+        let message = pb::WatchEventsRequest {
+            after_position: after.map(|p| p.to_string()).unwrap_or_default(),
+        };
+        let mut request = self
+            .request(ANY_TENANT, "message-service", message)
+            .map_err(tonic::Status::from)?;
+        // A stream has no deadline; the connection's keep-alive notices a dead peer.
+        request.metadata_mut().remove("grpc-timeout");
+        Ok(self
+            .client
+            .clone()
+            .watch_events(request)
+            .await?
+            .into_inner())
     }
 
     /// Whether `user` participates in `conversation` (for validating mentions).

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use messaging_platform::outbox::stream;
 use messaging_platform::time::{from_timestamp, to_timestamp};
 use messaging_platform::validate::{page_size, principal_id, resource_id};
 use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
@@ -625,18 +626,12 @@ impl MessageService for MessageGrpc {
                 let caller = Caller::from_request(&request)?;
                 let request = request.get_ref();
                 let mut violations = FieldViolations::new();
-                let resume = if request.resume_position.is_empty() {
-                    None
-                } else {
-                    match request.resume_position.parse::<i64>() {
-                        Ok(position) if position >= 0 => Some(position),
-                        _ => {
-                            violations
-                                .add("resume_position", "is not a position this service issued");
-                            None
-                        }
-                    }
-                };
+                let resume = violations
+                    .check(stream::parse_position(
+                        "resume_position",
+                        &request.resume_position,
+                    ))
+                    .flatten();
                 if request.conversation_ids.len() > app::MAX_UNREAD_CONVERSATIONS {
                     violations.add("conversation_ids", "at most 1000 conversations");
                 }

@@ -75,6 +75,70 @@ impl EventBus {
     }
 }
 
+/// The `events` section of each service: outbox retention, relay, streams and NATS.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct EventSettings {
+    /// How long events stay replayable for resuming streams; older positions get a resync
+    /// signal; default 7 days.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often the relay looks for events committed by other replicas; default 100 ms.
+    #[serde(with = "humantime_serde")]
+    pub relay_poll_interval: Duration,
+    /// Heartbeat period of idle streams; default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Items buffered per stream before it is ended as too slow; default 256.
+    pub stream_buffer: usize,
+    /// Events the in-process bus holds for slow streams; default 4,096.
+    pub bus_capacity: usize,
+    /// Where events go for other services (`[<service>.events.nats]`); off by default.
+    pub nats: NatsSettings,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            relay_poll_interval: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_secs(15),
+            stream_buffer: 256,
+            bus_capacity: 4_096,
+            nats: NatsSettings::default(),
+        }
+    }
+}
+
+impl EventSettings {
+    /// Creates the bus, connects to NATS when configured, and starts the relay. The relay
+    /// runs until the returned task is aborted.
+    pub async fn start(
+        &self,
+        db: &DatabaseConnection,
+        foreign_kinds: &'static [&'static str],
+    ) -> anyhow::Result<(EventBus, tokio::task::JoinHandle<()>)> {
+        let bus = EventBus::new(self.bus_capacity);
+        let nats = if self.nats.url.is_empty() {
+            None
+        } else {
+            Some(
+                NatsPublisher::connect(&self.nats)
+                    .await?
+                    .skipping(foreign_kinds),
+            )
+        };
+        let settings = RelaySettings {
+            poll_interval: self.relay_poll_interval,
+            retention: self.retention,
+            prune_interval: Duration::from_secs(60)
+                .min(self.retention.max(Duration::from_millis(10))),
+        };
+        let relay = tokio::spawn(run_relay(db.clone(), bus.clone(), settings, nats));
+        Ok((bus, relay))
+    }
+}
+
 /// How the relay runs.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {

@@ -61,6 +61,7 @@ pub fn tenant_token(tenant: &str) -> String {
 pub struct NatsPublisher {
     jetstream: async_nats::jetstream::Context,
     prefix: String,
+    skipped: &'static [&'static str],
 }
 
 impl NatsPublisher {
@@ -83,13 +84,28 @@ impl NatsPublisher {
         Ok(Self {
             jetstream,
             prefix: settings.subject_prefix.clone(),
+            skipped: &[],
         })
+    }
+
+    /// Leaves out events whose kind starts with one of `prefixes`: events copied from another
+    /// service's outbox, which that service publishes itself.
+    pub fn skipping(mut self, prefixes: &'static [&'static str]) -> Self {
+        self.skipped = prefixes;
+        self
     }
 
     /// Publishes `rows` in order and waits until JetStream acknowledged every one.
     pub async fn publish(&self, rows: Vec<store::EventRow>) -> Result<(), String> {
         let mut acks = Vec::with_capacity(rows.len());
         for row in rows {
+            if self
+                .skipped
+                .iter()
+                .any(|prefix| row.kind.starts_with(prefix))
+            {
+                continue;
+            }
             let Some(event) = decode(&row) else { continue };
             let subject = format!(
                 "{}.{}.{}.{}",

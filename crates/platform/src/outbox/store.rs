@@ -1,6 +1,7 @@
 //! Outbox queries: writing events, stamping positions, replay, pruning, NATS progress.
 
 use chrono::{DateTime, Utc};
+use messaging_proto::message::v1 as pb;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -49,6 +50,41 @@ pub async fn insert_event<C: ConnectionTrait>(connection: &C, new: NewEvent) -> 
     .exec_without_returning(connection)
     .await?;
     Ok(())
+}
+
+/// Writes the event of a change into the outbox, within `connection`'s transaction.
+pub async fn record<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    actor: &str,
+    at: DateTime<Utc>,
+    payload: pb::event::Payload,
+) -> Result<(), DbErr> {
+    let event_id = Uuid::now_v7();
+    let event = pb::Event {
+        event_id: event_id.to_string(),
+        tenant_id: tenant.to_owned(),
+        conversation_id: conversation.to_string(),
+        actor_id: actor.to_owned(),
+        time: Some(crate::time::to_timestamp(at)),
+        position: String::new(),
+        payload: Some(payload),
+    };
+    let (kind, payload) = super::encode(&event);
+    insert_event(
+        connection,
+        NewEvent {
+            event_id,
+            tenant_id: tenant.to_owned(),
+            conversation_id: conversation,
+            actor_id: actor.to_owned(),
+            kind,
+            occurred_at: at,
+            payload,
+        },
+    )
+    .await
 }
 
 /// The relay's state: last position handed out, and how far events were pruned.
@@ -224,4 +260,112 @@ pub async fn relay_state_full<C: ConnectionTrait>(
         .one(connection)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))
+}
+
+/// How far events of another service's stream named `source` have been copied into this
+/// outbox; `None` before the first copy.
+pub async fn source_position<C: ConnectionTrait>(
+    connection: &C,
+    source: &str,
+) -> Result<Option<i64>, DbErr> {
+    Ok(event_relay::Entity::find_by_id(source_row(source))
+        .one(connection)
+        .await?
+        .map(|row| row.last_position))
+}
+
+fn source_row(source: &str) -> String {
+    format!("source:{source}")
+}
+
+/// Copies `event` (another service's, at `position` in its stream) into this outbox and moves
+/// the source's mark, in one transaction. Events already copied (by this or another replica)
+/// are skipped by event id. Returns whether the event was new.
+pub async fn copy_event(
+    db: &DatabaseConnection,
+    source: &str,
+    event: &pb::Event,
+    position: i64,
+) -> Result<bool, DbErr> {
+    use sea_orm::TransactionTrait;
+    use sea_orm::sea_query::OnConflict;
+    let event_id = Uuid::parse_str(&event.event_id)
+        .map_err(|_| DbErr::Custom(format!("event id {:?} is not a UUID", event.event_id)))?;
+    let conversation = Uuid::parse_str(&event.conversation_id).map_err(|_| {
+        DbErr::Custom(format!(
+            "conversation id {:?} is not a UUID",
+            event.conversation_id
+        ))
+    })?;
+    let occurred_at = event
+        .time
+        .as_ref()
+        .and_then(|time| DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?))
+        .unwrap_or_else(Utc::now);
+    let mut stored = event.clone();
+    stored.position = String::new();
+    let (kind, payload) = super::encode(&stored);
+    let transaction = db.begin().await?;
+    let inserted = event::Entity::insert(event::ActiveModel {
+        id: sea_orm::NotSet,
+        event_id: sea_orm::Set(event_id),
+        tenant_id: sea_orm::Set(event.tenant_id.clone()),
+        conversation_id: sea_orm::Set(conversation),
+        actor_id: sea_orm::Set(event.actor_id.clone()),
+        kind: sea_orm::Set(kind),
+        occurred_at: sea_orm::Set(occurred_at),
+        payload: sea_orm::Set(payload),
+        position: sea_orm::Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(event::Column::EventId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&transaction)
+    .await?
+        > 0;
+    move_source(&transaction, source, position, true).await?;
+    transaction.commit().await?;
+    Ok(inserted)
+}
+
+/// Moves the mark of `source` to `position` (after a resync: even backwards, when the source
+/// started over).
+pub async fn set_source_position(
+    db: &DatabaseConnection,
+    source: &str,
+    position: i64,
+) -> Result<(), DbErr> {
+    move_source(db, source, position, false).await
+}
+
+async fn move_source<C: ConnectionTrait>(
+    connection: &C,
+    source: &str,
+    position: i64,
+    forward_only: bool,
+) -> Result<(), DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    event_relay::Entity::insert(event_relay::ActiveModel {
+        name: sea_orm::Set(source_row(source)),
+        last_position: sea_orm::Set(position),
+        pruned_through: sea_orm::Set(0),
+        nats_published_through: sea_orm::Set(0),
+    })
+    .on_conflict(
+        OnConflict::column(event_relay::Column::Name)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(connection)
+    .await?;
+    let mut update = event_relay::Entity::update_many()
+        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
+        .filter(event_relay::Column::Name.eq(source_row(source)));
+    if forward_only {
+        update = update.filter(event_relay::Column::LastPosition.lt(position));
+    }
+    update.exec(connection).await?;
+    Ok(())
 }

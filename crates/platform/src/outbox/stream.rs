@@ -38,6 +38,33 @@ pub trait Admission: Send + 'static {
     fn admits(&mut self, event: &BusEvent) -> impl Future<Output = bool> + Send;
 }
 
+/// Admits every event: streams for services that filter themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    async fn admits(&mut self, _event: &BusEvent) -> bool {
+        true
+    }
+}
+
+/// Parses a resume position as clients send it: empty is "from now".
+pub fn parse_position(
+    field: &str,
+    value: &str,
+) -> Result<Option<i64>, tonic_types::FieldViolation> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<i64>() {
+        Ok(position) if position >= 0 => Ok(Some(position)),
+        _ => Err(tonic_types::FieldViolation::new(
+            field,
+            "is not a position this service issued",
+        )),
+    }
+}
+
 /// Where a stream starts and how it behaves.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {

@@ -1,0 +1,13 @@
+//! The event outbox and the relay's state (shared with message-service's outbox).
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        messaging_platform::outbox::migration::create_tables(manager).await
+    }
+}

@@ -1,0 +1,79 @@
+//! Following conversation-service's events.
+//!
+//! One task per replica watches conversation-service's WatchEvents stream (every tenant, with
+//! the service credentials). For each event it forgets the permission cache's answers about
+//! that conversation, then copies the event into this service's outbox, where the relay gives
+//! it a position of this service: Subscribe delivers and replays membership and conversation
+//! changes like message events, and a removed participant's stream stops at once, since the
+//! next permission check asks conversation-service again. How far it has copied is stored with
+//! the copy, so a restart resumes where it stopped; replicas copying the same event are
+//! de-duplicated by event id. While conversation-service is unreachable the cache's TTL
+//! (`permission_cache_ttl`) still bounds stale answers.
+
+use std::time::Duration;
+
+use messaging_platform::outbox::store;
+use messaging_proto::conversation::v1::watch_events_response::Item;
+use sea_orm::DatabaseConnection;
+
+use crate::client::ConversationGate;
+use crate::events::EventBus;
+
+/// The name under which the copy progress is stored.
+pub const SOURCE: &str = "conversation-service";
+
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Runs until the task is aborted.
+pub async fn follow(db: DatabaseConnection, gate: ConversationGate, bus: EventBus) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        match follow_once(&db, &gate, &bus, &mut retry).await {
+            Ok(()) => tracing::info!("conversation-service ended its event stream; reconnecting"),
+            Err(error) => {
+                tracing::warn!(%error, "following conversation-service's events failed; retrying")
+            }
+        }
+        // Answers cached while the stream was down may be stale.
+        gate.invalidate_all();
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(LAST_RETRY);
+    }
+}
+
+async fn follow_once(
+    db: &DatabaseConnection,
+    gate: &ConversationGate,
+    bus: &EventBus,
+    retry: &mut Duration,
+) -> anyhow::Result<()> {
+    let after = store::source_position(db, SOURCE).await?;
+    let mut stream = gate.watch_events(after).await?;
+    *retry = FIRST_RETRY;
+    while let Some(response) = stream.message().await? {
+        match response.item {
+            Some(Item::Event(event)) => {
+                let Ok(position) = event.position.parse::<i64>() else {
+                    anyhow::bail!("conversation-service sent an event without a position");
+                };
+                if let Ok(conversation) = uuid::Uuid::parse_str(&event.conversation_id) {
+                    gate.invalidate_conversation(&event.tenant_id, conversation);
+                    store::copy_event(db, SOURCE, &event, position).await?;
+                    // Again: a check in flight during the copy may have cached the old answer.
+                    gate.invalidate_conversation(&event.tenant_id, conversation);
+                    bus.committed();
+                }
+            }
+            Some(Item::ResyncRequired(resync)) => {
+                // Events were missed: nothing cached can be trusted.
+                tracing::warn!(position = %resync.position, "conversation-service events were missed; resynchronising");
+                gate.invalidate_all();
+                let position = resync.position.parse::<i64>().unwrap_or_default();
+                store::set_source_position(db, SOURCE, position).await?;
+            }
+            Some(Item::Heartbeat(_)) | None => {}
+        }
+    }
+    Ok(())
+}

@@ -173,3 +173,23 @@ fn configuration_file_overrides_defaults() {
         "Secret([redacted])"
     );
 }
+
+#[test]
+fn the_example_configurations_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["deploy/dev.toml", "deploy/production.example.toml"] {
+        let path = root.join(file);
+        let conversation: conversation_service::config::Settings =
+            messaging_platform::config::load(Some(&path)).expect(file);
+        let message: message_service::config::Settings =
+            messaging_platform::config::load(Some(&path)).expect(file);
+        if file.contains("production") {
+            assert_eq!(
+                conversation.conversation_service.events.nats.url,
+                "nats://nats:4222"
+            );
+            assert_eq!(message.message_service.events.nats.url, "nats://nats:4222");
+            assert_eq!(message.message_service.events.nats.stream, "MESSAGING");
+        }
+    }
+}

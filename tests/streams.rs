@@ -313,6 +313,25 @@ async fn too_old_positions_get_a_resync_signal(backend: Backend) {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
+/// A DIRECT conversation of the client's user with bob.
+async fn direct_with_bob(client: &mut messaging_e2e::ConversationClient) -> String {
+    client
+        .create_conversation(conversation::CreateConversationRequest {
+            r#type: ConversationType::Direct.into(),
+            participants: vec![conversation::ParticipantSpec {
+                user_id: "bob".to_owned(),
+                role: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("direct")
+        .into_inner()
+        .conversation
+        .expect("c")
+        .conversation_id
+}
+
 async fn removed_participants_stop_receiving(backend: Backend) {
     let harness = MessagingHarness::start_with(backend, |settings| {
         settings.message_service.permission_cache_ttl = Duration::ZERO;
@@ -345,21 +364,7 @@ async fn removed_participants_stop_receiving(backend: Backend) {
         .await
         .expect("send");
     // A conversation bob joins after subscribing still reaches him, and proves the order.
-    let direct = conversations
-        .create_conversation(conversation::CreateConversationRequest {
-            r#type: ConversationType::Direct.into(),
-            participants: vec![conversation::ParticipantSpec {
-                user_id: "bob".to_owned(),
-                role: 0,
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("direct")
-        .into_inner()
-        .conversation
-        .expect("c")
-        .conversation_id;
+    let direct = direct_with_bob(&mut conversations).await;
     alice
         .send_message(text(&direct, "direct to bob"))
         .await
@@ -496,21 +501,7 @@ async fn membership_changes_arrive_and_take_effect_at_once(backend: Backend) {
         .send_message(text(&id, "not for bob"))
         .await
         .expect("send");
-    let direct = owner
-        .create_conversation(conversation::CreateConversationRequest {
-            r#type: ConversationType::Direct.into(),
-            participants: vec![conversation::ParticipantSpec {
-                user_id: "bob".to_owned(),
-                role: 0,
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("direct")
-        .into_inner()
-        .conversation
-        .expect("c")
-        .conversation_id;
+    let direct = direct_with_bob(&mut owner).await;
     // The new conversation's own events reach bob as well, then its message.
     let created = next_any_event(&mut stream).await;
     assert_eq!(created.conversation_id, direct);

@@ -135,11 +135,7 @@ pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, Db
         return Ok(0);
     }
     let position = relay.last_position + i64::try_from(stamped).unwrap_or(i64::MAX);
-    event_relay::Entity::update_many()
-        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
-        .filter(event_relay::Column::Name.eq(RELAY))
-        .exec(&transaction)
-        .await?;
+    set_relay_column(&transaction, event_relay::Column::LastPosition, position).await?;
     transaction.commit().await?;
     Ok(stamped)
 }
@@ -240,16 +236,27 @@ where
     };
     let count = rows.len() as u64;
     publish(rows).await.map_err(DbErr::Custom)?;
-    event_relay::Entity::update_many()
-        .col_expr(
-            event_relay::Column::NatsPublishedThrough,
-            Expr::value(through),
-        )
-        .filter(event_relay::Column::Name.eq(RELAY))
-        .exec(&transaction)
-        .await?;
+    set_relay_column(
+        &transaction,
+        event_relay::Column::NatsPublishedThrough,
+        through,
+    )
+    .await?;
     transaction.commit().await?;
     Ok(count)
+}
+
+async fn set_relay_column<C: ConnectionTrait>(
+    connection: &C,
+    column: event_relay::Column,
+    value: i64,
+) -> Result<(), DbErr> {
+    event_relay::Entity::update_many()
+        .col_expr(column, Expr::value(value))
+        .filter(event_relay::Column::Name.eq(RELAY))
+        .exec(connection)
+        .await?;
+    Ok(())
 }
 
 /// The relay's whole state row.

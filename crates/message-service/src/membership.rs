@@ -48,7 +48,9 @@ async fn follow_once(
     bus: &EventBus,
     retry: &mut Duration,
 ) -> anyhow::Result<()> {
-    let after = store::source_position(db, SOURCE).await?;
+    // The first time, from the oldest retained event: changes made before this service first
+    // connected are part of its streams' history too (and none is missed in a race with start-up).
+    let after = store::source_position(db, SOURCE).await?.unwrap_or(0);
     let mut stream = gate.watch_events(after).await?;
     *retry = FIRST_RETRY;
     while let Some(response) = stream.message().await? {

@@ -267,10 +267,10 @@ impl ConversationGate {
     /// Opens conversation-service's WatchEvents stream for every tenant, after `after`.
     pub async fn watch_events(
         &self,
-        after: Option<i64>,
+        after: i64,
     ) -> Result<tonic::Streaming<pb::WatchEventsResponse>, tonic::Status> {
         let message = pb::WatchEventsRequest {
-            after_position: after.map(|p| p.to_string()).unwrap_or_default(),
+            after_position: after.to_string(),
         };
         let mut request = self
             .request(ANY_TENANT, "message-service", message)

@@ -32,12 +32,22 @@ struct Cli {
     /// `quick` (under 5 minutes) or `full`.
     #[arg(long, default_value = "quick")]
     profile: String,
-    /// Scenarios to run, comma-separated: floors, send, unread.
-    #[arg(long, default_value = "floors,send,unread", value_delimiter = ',')]
+    /// Scenarios to run, comma-separated: floors, send, fanout, unread.
+    #[arg(
+        long,
+        default_value = "floors,send,fanout,unread",
+        value_delimiter = ','
+    )]
     scenarios: Vec<String>,
     /// Requests in flight.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Subscribers of the fanout scenario's conversation.
+    #[arg(long, default_value_t = 1_000)]
+    subscribers: usize,
+    /// Messages per second the fanout scenario's sender sends.
+    #[arg(long, default_value_t = 20)]
+    fanout_rate: u32,
     /// Use SQLite even when PostgreSQL is reachable.
     #[arg(long)]
     embedded: bool,
@@ -121,6 +131,112 @@ where
         errors.load(Ordering::Relaxed),
         concurrency,
     )
+}
+
+/// `subscribers` users subscribe to one conversation; one sender sends `rate` messages a
+/// second for `duration`. Latency runs from SendMessage's reply to the event's arrival at each
+/// subscriber (an event that arrives before the reply counts as 1 µs); every event that has not
+/// arrived 10 s after the last send counts as lost (the errors column).
+async fn fanout(
+    deployment: &Deployment,
+    subscribers: usize,
+    rate: u32,
+    duration: Duration,
+) -> anyhow::Result<Measurement> {
+    use futures::StreamExt as _;
+    use std::collections::HashMap;
+    let members: Vec<String> = (0..subscribers)
+        .map(|index| format!("fan{index}"))
+        .collect();
+    let id = deployment
+        .create_large_group("fanout-sender", &members)
+        .await?;
+    let progress = indicatif::ProgressBar::new(subscribers as u64);
+    progress.set_prefix("fanout: subscribing");
+    let mut streams = Vec::with_capacity(subscribers);
+    for member in &members {
+        let mut client = deployment.message_client(member);
+        let stream = client
+            .subscribe(pb::SubscribeRequest {
+                resume_position: String::new(),
+                conversation_ids: vec![id.clone()],
+            })
+            .await?
+            .into_inner();
+        streams.push(stream);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let expected = u64::from(rate) * duration.as_secs();
+    // Each subscriber notes when each message arrived.
+    let receivers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let mut arrivals: HashMap<String, Instant> = HashMap::new();
+                while arrivals.len() < usize::try_from(expected).unwrap_or(usize::MAX) {
+                    let Ok(Some(Ok(response))) =
+                        tokio::time::timeout(Duration::from_secs(10), stream.next()).await
+                    else {
+                        break;
+                    };
+                    if let Some(pb::subscribe_response::Item::Event(pb::Event {
+                        payload: Some(pb::event::Payload::MessageCreated(created)),
+                        ..
+                    })) = response.item
+                        && let Some(message) = created.message
+                    {
+                        arrivals.insert(message.message_id, Instant::now());
+                    }
+                }
+                arrivals
+            })
+        })
+        .collect();
+    let mut sender = deployment.message_client("fanout-sender");
+    let mut replies: HashMap<String, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+    let started = Instant::now();
+    for index in 0..expected {
+        ticker.tick().await;
+        let reply = sender
+            .send_message(pb::SendMessageRequest {
+                conversation_id: id.clone(),
+                content: Some(pb::send_message_request::Content::Text(format!(
+                    "fanout {index}"
+                ))),
+                ..Default::default()
+            })
+            .await?;
+        if let Some(message) = reply.into_inner().message {
+            replies.insert(message.message_id, Instant::now());
+        }
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut lost = 0_u64;
+    for receiver in receivers {
+        let arrivals = receiver.await?;
+        for (message, replied) in &replies {
+            match arrivals.get(message) {
+                Some(arrived) => {
+                    let micros = arrived.saturating_duration_since(*replied).as_micros();
+                    histogram.record(
+                        u64::try_from(micros)
+                            .unwrap_or(u64::MAX)
+                            .clamp(1, 60_000_000),
+                    )?;
+                }
+                None => lost += 1,
+            }
+        }
+    }
+    Ok(Measurement::from_histogram(
+        &format!("fanout ({subscribers} subscribers, {rate}/s)"),
+        &histogram,
+        started.elapsed(),
+        lost,
+        subscribers,
+    ))
 }
 
 #[tokio::main]
@@ -224,6 +340,10 @@ async fn main() -> anyhow::Result<()> {
                 .await,
             );
         }
+    }
+
+    if wants("fanout") {
+        report.push(fanout(&deployment, cli.subscribers, cli.fanout_rate, phase).await?);
     }
 
     if wants("unread") {

@@ -250,6 +250,38 @@ impl Deployment {
         Ok(ids)
     }
 
+    /// Creates one group owned by `owner` with `members` (any number, added 100 per call).
+    pub async fn create_large_group(
+        &self,
+        owner: &str,
+        members: &[String],
+    ) -> anyhow::Result<String> {
+        let mut client = ConversationServiceClient::with_interceptor(
+            self.conversation_channel.clone(),
+            self.token(owner),
+        );
+        let id = self
+            .create_groups(owner, &[], 1)
+            .await?
+            .pop()
+            .unwrap_or_default();
+        for chunk in members.chunks(100) {
+            client
+                .add_participants(conversation::AddParticipantsRequest {
+                    conversation_id: id.clone(),
+                    participants: chunk
+                        .iter()
+                        .map(|user| conversation::ParticipantSpec {
+                            user_id: user.clone(),
+                            role: conversation::Role::Member.into(),
+                        })
+                        .collect(),
+                })
+                .await?;
+        }
+        Ok(id)
+    }
+
     /// Refreshes the planner's statistics after seeding, as autovacuum would within a minute in
     /// a running deployment: freshly filled tables without statistics get nested-loop plans
     /// that measure the seeding, not the service.

@@ -153,46 +153,53 @@ async fn fanout(
         .await?;
     let progress = indicatif::ProgressBar::new(subscribers as u64);
     progress.set_prefix("fanout: subscribing");
-    let mut streams = Vec::with_capacity(subscribers);
+    let expected = u64::from(rate) * duration.as_secs();
+    // Each subscriber reads from the start (a reader that starts late is a slow consumer, which
+    // the server ends) and notes when each message arrived.
+    let mut receivers = Vec::with_capacity(subscribers);
     for member in &members {
         let mut client = deployment.message_client(member);
-        let stream = client
+        let mut stream = client
             .subscribe(pb::SubscribeRequest {
                 resume_position: String::new(),
                 conversation_ids: vec![id.clone()],
             })
             .await?
             .into_inner();
-        streams.push(stream);
+        receivers.push(tokio::spawn(async move {
+            let mut arrivals: HashMap<String, Instant> = HashMap::new();
+            let mut ending = None;
+            while arrivals.len() < usize::try_from(expected).unwrap_or(usize::MAX) {
+                let response =
+                    match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+                        Ok(Some(Ok(response))) => response,
+                        Ok(Some(Err(status))) => {
+                            ending = Some(format!("{:?}: {}", status.code(), status.message()));
+                            break;
+                        }
+                        Ok(None) => {
+                            ending = Some("ended".to_owned());
+                            break;
+                        }
+                        Err(_) => {
+                            ending = Some("nothing for 10 s".to_owned());
+                            break;
+                        }
+                    };
+                if let Some(pb::subscribe_response::Item::Event(pb::Event {
+                    payload: Some(pb::event::Payload::MessageCreated(created)),
+                    ..
+                })) = response.item
+                    && let Some(message) = created.message
+                {
+                    arrivals.insert(message.message_id, Instant::now());
+                }
+            }
+            (arrivals, ending)
+        }));
         progress.inc(1);
     }
     progress.finish_and_clear();
-    let expected = u64::from(rate) * duration.as_secs();
-    // Each subscriber notes when each message arrived.
-    let receivers: Vec<_> = streams
-        .into_iter()
-        .map(|mut stream| {
-            tokio::spawn(async move {
-                let mut arrivals: HashMap<String, Instant> = HashMap::new();
-                while arrivals.len() < usize::try_from(expected).unwrap_or(usize::MAX) {
-                    let Ok(Some(Ok(response))) =
-                        tokio::time::timeout(Duration::from_secs(10), stream.next()).await
-                    else {
-                        break;
-                    };
-                    if let Some(pb::subscribe_response::Item::Event(pb::Event {
-                        payload: Some(pb::event::Payload::MessageCreated(created)),
-                        ..
-                    })) = response.item
-                        && let Some(message) = created.message
-                    {
-                        arrivals.insert(message.message_id, Instant::now());
-                    }
-                }
-                arrivals
-            })
-        })
-        .collect();
     let mut sender = deployment.message_client("fanout-sender");
     let mut replies: HashMap<String, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
@@ -214,8 +221,12 @@ async fn fanout(
     }
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut lost = 0_u64;
+    let mut endings: HashMap<String, usize> = HashMap::new();
     for receiver in receivers {
-        let arrivals = receiver.await?;
+        let (arrivals, ending) = receiver.await?;
+        if let Some(ending) = ending {
+            *endings.entry(ending).or_default() += 1;
+        }
         for (message, replied) in &replies {
             match arrivals.get(message) {
                 Some(arrived) => {
@@ -229,6 +240,9 @@ async fn fanout(
                 None => lost += 1,
             }
         }
+    }
+    for (ending, count) in endings {
+        println!("fanout: {count} subscriber stream(s) ended early: {ending}");
     }
     Ok(Measurement::from_histogram(
         &format!("fanout ({subscribers} subscribers, {rate}/s)"),

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use futures::Stream;
-use messaging_platform::outbox::stream::{self, Admission, Item, StreamSpec};
+use messaging_platform::outbox::stream::{self, Admission, Item, StreamSpec, Undecided};
 use messaging_platform::{ApiError, ApiResult, Caller};
 use messaging_proto::message::v1 as pb;
 use std::pin::Pin;
@@ -48,21 +48,21 @@ struct Membership {
 }
 
 impl Admission for Membership {
-    async fn admits(&mut self, event: &BusEvent) -> bool {
+    async fn admits(&mut self, event: &BusEvent) -> Result<bool, Undecided> {
         let conversation = event.conversation_id;
         if self.fixed && !self.followed.contains(&conversation) {
-            return false;
+            return Ok(false);
         }
         use pb::event::Payload;
         match &event.event.payload {
             // The participant who was removed hears of it, and of nothing after.
             Some(Payload::ParticipantRemoved(change)) if change.user_id == self.caller.user_id => {
                 self.followed.remove(&conversation);
-                return true;
+                return Ok(true);
             }
             // A deleted conversation is unreadable: tell those who followed it.
             Some(Payload::ConversationDeleted(_)) => {
-                return self.followed.remove(&conversation);
+                return Ok(self.followed.remove(&conversation));
             }
             // Other conversation changes go to the conversation's participants as the stream
             // knows them at that point (the events arrive in order): asking for the current
@@ -74,27 +74,27 @@ impl Admission for Membership {
                 | Payload::ParticipantAdded(_)
                 | Payload::ParticipantRemoved(_)
                 | Payload::ParticipantRoleChanged(_),
-            ) if self.followed.contains(&conversation) => return true,
+            ) if self.followed.contains(&conversation) => return Ok(true),
             _ => {}
         }
-        let readable = matches!(
-            self.app
-                .gate()
-                .check(
-                    &self.caller.tenant_id,
-                    &self.caller.user_id,
-                    conversation,
-                    Action::Read
-                )
-                .await,
-            Ok(Answer::Decided { allowed: true, .. })
-        );
+        let answer = self
+            .app
+            .gate()
+            .check(
+                &self.caller.tenant_id,
+                &self.caller.user_id,
+                conversation,
+                Action::Read,
+            )
+            .await
+            .map_err(|_| Undecided)?;
+        let readable = matches!(answer, Answer::Decided { allowed: true, .. });
         if readable {
             self.followed.insert(conversation);
         } else {
             self.followed.remove(&conversation);
         }
-        readable
+        Ok(readable)
     }
 }
 

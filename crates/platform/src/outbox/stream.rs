@@ -34,17 +34,23 @@ pub enum Item {
 
 /// Decides which events a stream delivers.
 pub trait Admission: Send + 'static {
-    /// Whether `event` goes to this stream.
-    fn admits(&mut self, event: &BusEvent) -> impl Future<Output = bool> + Send;
+    /// Whether `event` goes to this stream; [`Undecided`] when that cannot be known now (a
+    /// permission service down): the stream then ends with UNAVAILABLE and the position to
+    /// resume from, rather than silently dropping the event.
+    fn admits(&mut self, event: &BusEvent) -> impl Future<Output = Result<bool, Undecided>> + Send;
 }
+
+/// Whether an event may be delivered could not be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undecided;
 
 /// Admits every event: streams for services that filter themselves.
 #[derive(Debug, Clone, Copy)]
 pub struct AdmitAll;
 
 impl Admission for AdmitAll {
-    async fn admits(&mut self, _event: &BusEvent) -> bool {
-        true
+    async fn admits(&mut self, _event: &BusEvent) -> Result<bool, Undecided> {
+        Ok(true)
     }
 }
 
@@ -94,6 +100,12 @@ enum Sent {
 fn too_slow(field: &str, cursor: i64) -> Status {
     Status::resource_exhausted(format!(
         "subscriber too slow: resume with {field} \"{cursor}\""
+    ))
+}
+
+fn undecided(field: &str, cursor: i64) -> Status {
+    Status::unavailable(format!(
+        "permissions cannot be checked right now: resume with {field} \"{cursor}\""
     ))
 }
 
@@ -157,12 +169,15 @@ where
                         let Some(last) = rows.last().and_then(|row| row.position) else { break };
                         for row in rows {
                             let Some(event) = decode(&row) else { continue };
-                            if admission.admits(&event).await {
-                                match offer(Item::Event(Box::new(event.event))) {
+                            let before = row.position.map_or(after, |p| p - 1);
+                            match admission.admits(&event).await {
+                                Ok(true) => match offer(Item::Event(Box::new(event.event))) {
                                     Sent::Ok => {}
                                     Sent::Closed => return None,
-                                    Sent::TooSlow => return Some(too_slow(spec.resume_field, row.position.unwrap_or(after))),
-                                }
+                                    Sent::TooSlow => return Some(too_slow(spec.resume_field, before)),
+                                },
+                                Ok(false) => {}
+                                Err(Undecided) => return Some(undecided(spec.resume_field, before)),
                             }
                         }
                         after = last;
@@ -183,10 +198,15 @@ where
                                 }
                                 cursor = position;
                             }
-                            if tenant.is_some_and(|tenant| tenant != event.tenant_id)
-                                || !admission.admits(&event).await
-                            {
+                            if tenant.is_some_and(|tenant| tenant != event.tenant_id) {
                                 continue;
+                            }
+                            match admission.admits(&event).await {
+                                Ok(true) => {}
+                                Ok(false) => continue,
+                                Err(Undecided) => {
+                                    return Some(undecided(spec.resume_field, event.position.map_or(cursor, |p| p - 1)));
+                                }
                             }
                             match offer(Item::Event(Box::new(event.event.clone()))) {
                                 Sent::Ok => heartbeat.reset(),

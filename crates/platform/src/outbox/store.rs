@@ -102,11 +102,7 @@ pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64
 pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
     use sea_orm::TransactionTrait;
     let transaction = db.begin().await?;
-    let relay = event_relay::Entity::find_by_id(RELAY.to_owned())
-        .lock_exclusive()
-        .one(&transaction)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    let relay = lock_relay(&transaction).await?;
     // One statement numbers the oldest unstamped rows (PostgreSQL, and SQLite 3.33+).
     let backend = transaction.get_database_backend();
     let sql = match backend {
@@ -217,11 +213,7 @@ where
 {
     use sea_orm::TransactionTrait;
     let transaction = db.begin().await?;
-    let relay = event_relay::Entity::find_by_id(RELAY.to_owned())
-        .lock_exclusive()
-        .one(&transaction)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))?;
+    let relay = lock_relay(&transaction).await?;
     let rows = events_after(
         &transaction,
         None,
@@ -244,6 +236,17 @@ where
     .await?;
     transaction.commit().await?;
     Ok(count)
+}
+
+/// The relay row, locked until `transaction` ends: replicas take turns behind it.
+async fn lock_relay(
+    transaction: &sea_orm::DatabaseTransaction,
+) -> Result<event_relay::Model, DbErr> {
+    event_relay::Entity::find_by_id(RELAY.to_owned())
+        .lock_exclusive()
+        .one(transaction)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("event_relay row".to_owned()))
 }
 
 async fn set_relay_column<C: ConnectionTrait>(

@@ -21,6 +21,7 @@ backend_tests!(
     too_old_positions_get_a_resync_signal,
     removed_participants_stop_receiving,
     membership_changes_arrive_and_take_effect_at_once,
+    undecidable_permissions_end_the_stream_with_a_resume_position,
     other_tenants_events_never_arrive,
     typing_is_ephemeral_and_rate_limited,
     idle_streams_get_heartbeats,
@@ -521,6 +522,60 @@ async fn membership_changes_arrive_and_take_effect_at_once(backend: Backend) {
     zed.send_message(text(&id, "zed says hi"))
         .await
         .expect("zed posts");
+}
+
+async fn undecidable_permissions_end_the_stream_with_a_resume_position(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.permission_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let id = team(&harness, TENANT).await;
+    let mut bob = harness.client(TENANT, "bob");
+    let mut stream = subscribe(&mut bob, "").await;
+    let MessagingHarness {
+        conversations,
+        message_database,
+        ..
+    } = harness;
+    // conversation-service goes away; then an event is committed (written straight into the
+    // outbox, since no RPC could pass the permission gate now).
+    drop(conversations);
+    let db = message_service::store::connect(&message_database.settings)
+        .await
+        .expect("connect");
+    messaging_platform::outbox::store::record(
+        &db,
+        TENANT,
+        uuid::Uuid::parse_str(&id).expect("uuid"),
+        "alice",
+        messaging_platform::time::now(),
+        Payload::MessageDeleted(pb::MessageDeleted {
+            message_id: uuid::Uuid::now_v7().to_string(),
+            sequence: 1,
+        }),
+    )
+    .await
+    .expect("record");
+    // Neither delivered nor silently dropped: the stream ends, saying where to resume.
+    let status = loop {
+        match tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("the stream ends within the deadline")
+        {
+            Ok(Some(response)) => match response.item {
+                Some(Item::Heartbeat(_)) => continue,
+                other => panic!("nothing may be delivered: {other:?}"),
+            },
+            Ok(None) => panic!("ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("resume_position"),
+        "{}",
+        status.message()
+    );
 }
 
 async fn other_tenants_events_never_arrive(backend: Backend) {

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use messaging_e2e::{
-    Backend, MessageClient, MessagingHarness, RunningServer, backend_tests, create_group,
-    text_message as text, violated_fields,
+    Backend, MessageClient, MessagingHarness, RunningServer, backend_tests, create_direct,
+    create_group, text_message as text, violated_fields,
 };
 use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
 use messaging_proto::message::v1::{self as pb, ListDirection};
@@ -829,21 +829,7 @@ async fn read_state_and_unread_counts(backend: Backend) {
 
     // By default: every conversation the caller is in.
     let mut alice_conversations = harness.conversations.client(TENANT, "alice");
-    let other = alice_conversations
-        .create_conversation(conversation::CreateConversationRequest {
-            r#type: ConversationType::Direct.into(),
-            participants: vec![conversation::ParticipantSpec {
-                user_id: "bob".to_owned(),
-                role: 0,
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("direct")
-        .into_inner()
-        .conversation
-        .expect("c")
-        .conversation_id;
+    let other = create_direct(&mut alice_conversations, "bob").await;
     send(&mut alice, text(&other, "psst")).await;
     let all = counts(&mut bob, Vec::new()).await;
     let mut all: Vec<(String, i64)> = all

@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use messaging_e2e::{
-    Backend, MessageClient, MessagingHarness, backend_tests, create_group, is_conversation_event,
-    text_message as text, wait_for_participant,
+    Backend, MessageClient, MessagingHarness, backend_tests, create_direct, create_group,
+    is_conversation_event, text_message as text, wait_for_participant,
 };
-use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
+use messaging_proto::conversation::v1::{self as conversation, Role};
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
 use tonic::Code;
 use tonic::codec::Streaming;
@@ -314,25 +314,6 @@ async fn too_old_positions_get_a_resync_signal(backend: Backend) {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
-/// A DIRECT conversation of the client's user with bob.
-async fn direct_with_bob(client: &mut messaging_e2e::ConversationClient) -> String {
-    client
-        .create_conversation(conversation::CreateConversationRequest {
-            r#type: ConversationType::Direct.into(),
-            participants: vec![conversation::ParticipantSpec {
-                user_id: "bob".to_owned(),
-                role: 0,
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("direct")
-        .into_inner()
-        .conversation
-        .expect("c")
-        .conversation_id
-}
-
 async fn removed_participants_stop_receiving(backend: Backend) {
     let harness = MessagingHarness::start_with(backend, |settings| {
         settings.message_service.permission_cache_ttl = Duration::ZERO;
@@ -365,7 +346,7 @@ async fn removed_participants_stop_receiving(backend: Backend) {
         .await
         .expect("send");
     // A conversation bob joins after subscribing still reaches him, and proves the order.
-    let direct = direct_with_bob(&mut conversations).await;
+    let direct = create_direct(&mut conversations, "bob").await;
     alice
         .send_message(text(&direct, "direct to bob"))
         .await
@@ -502,7 +483,7 @@ async fn membership_changes_arrive_and_take_effect_at_once(backend: Backend) {
         .send_message(text(&id, "not for bob"))
         .await
         .expect("send");
-    let direct = direct_with_bob(&mut owner).await;
+    let direct = create_direct(&mut owner, "bob").await;
     // The new conversation's own events reach bob as well, then its message.
     let created = next_any_event(&mut stream).await;
     assert_eq!(created.conversation_id, direct);

@@ -548,6 +548,26 @@ pub fn text_message(
     }
 }
 
+/// Creates a DIRECT conversation of the client's user with `other`; returns its id.
+pub async fn create_direct(client: &mut ConversationClient, other: &str) -> String {
+    use messaging_proto::conversation::v1 as conversation;
+    client
+        .create_conversation(conversation::CreateConversationRequest {
+            r#type: conversation::ConversationType::Direct.into(),
+            participants: vec![conversation::ParticipantSpec {
+                user_id: other.to_owned(),
+                role: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("create direct")
+        .into_inner()
+        .conversation
+        .expect("conversation")
+        .conversation_id
+}
+
 /// Creates a GROUP owned by `client`'s user with `members`; returns its id.
 pub async fn create_group(
     client: &mut ConversationClient,

@@ -1,12 +1,15 @@
 //! conversation-service as message-service sees it: who may do what in a conversation.
 //!
 //! Answers of CheckPermission (allowed or not, and NOT_FOUND) are cached per tenant,
-//! conversation, user and action for `permission_cache_ttl` (2 s by default): that is the
-//! longest a removed participant keeps access, or a new one waits. Every call carries a
+//! conversation, user and action, grouped by conversation: conversation-service's events drop a
+//! conversation's answers as soon as its membership or state changes (see `crate::membership`),
+//! and `permission_cache_ttl` (2 s by default) bounds how stale an answer can be while those
+//! events do not arrive. Every call carries a
 //! deadline, acts for the caller through a `service` token with the caller's tenant and user in
 //! headers, and fails closed: when conversation-service cannot answer, the request fails with
 //! UNAVAILABLE and nothing is allowed.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +51,9 @@ pub enum ServiceCredentials {
     Minted(TokenIssuer),
 }
 
+/// One conversation's cached answers, by user and action.
+type Answers = Arc<Mutex<HashMap<(String, i32), Answer>>>;
+
 struct CachedToken {
     value: String,
     renew_at: Instant,
@@ -59,7 +65,10 @@ pub struct ConversationGate {
     client: ConversationServiceClient<Channel>,
     credentials: ServiceCredentials,
     token: Arc<Mutex<Option<CachedToken>>>,
-    cache: moka::sync::Cache<(String, Uuid, String, i32), Answer>,
+    /// Per tenant and conversation, the answers by user and action: one entry per
+    /// conversation, so a membership event drops all of a conversation's answers in O(1).
+    /// Answers live at most as long as their conversation's entry (`permission_cache_ttl`).
+    cache: moka::sync::Cache<(String, Uuid), Answers>,
     timeout: Duration,
 }
 
@@ -95,7 +104,6 @@ impl ConversationGate {
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl.max(Duration::from_millis(1)))
-                .support_invalidation_closures()
                 .build(),
             timeout,
         })
@@ -158,13 +166,11 @@ impl ConversationGate {
         conversation: Uuid,
         action: Action,
     ) -> ApiResult<Answer> {
-        let key = (
-            tenant.to_owned(),
-            conversation,
-            user.to_owned(),
-            action as i32,
-        );
-        if let Some(answer) = self.cache.get(&key) {
+        let answers = self
+            .cache
+            .get_with((tenant.to_owned(), conversation), Default::default);
+        let key = (user.to_owned(), action as i32);
+        if let Some(answer) = answers.lock().ok().and_then(|map| map.get(&key).copied()) {
             return Ok(answer);
         }
         let message = pb::CheckPermissionRequest {
@@ -190,7 +196,9 @@ impl ConversationGate {
             Err(status) if status.code() == Code::NotFound => Answer::NotFound,
             Err(status) => return Err(unavailable(&status)),
         };
-        self.cache.insert(key, answer);
+        if let Ok(mut map) = answers.lock() {
+            map.insert(key, answer);
+        }
         Ok(answer)
     }
 
@@ -249,14 +257,7 @@ impl ConversationGate {
 
     /// Forgets every cached answer about `conversation`: its membership or state changed.
     pub fn invalidate_conversation(&self, tenant: &str, conversation: Uuid) {
-        let tenant = tenant.to_owned();
-        if let Err(error) = self
-            .cache
-            .invalidate_entries_if(move |key, _| key.1 == conversation && key.0 == tenant)
-        {
-            tracing::warn!(%error, "permission cache invalidation failed; clearing it");
-            self.cache.invalidate_all();
-        }
+        self.cache.invalidate(&(tenant.to_owned(), conversation));
     }
 
     /// Forgets every cached answer (after missing events, for example).

@@ -118,7 +118,7 @@ async fn message_service_authenticates_before_answering() {
     let mut alice =
         MessageServiceClient::with_interceptor(server.channel().await, Headers::bearer(&token));
     let status = alice
-        .search_messages(message::SearchMessagesRequest::default())
+        .get_attachment(message::GetAttachmentRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(status.code(), Code::Unimplemented);

@@ -403,8 +403,21 @@ pub fn message_settings(database: &TestDatabase, url: &str) -> message_service::
             listen: "127.0.0.1:0".parse().expect("address"),
             database: database.settings.clone(),
             conversation_service_url: url.to_owned(),
+            encryption: test_encryption(),
             ..Default::default()
         },
+    }
+}
+
+/// The master key every test deployment uses (32 bytes, base64).
+pub const TEST_MASTER_KEY: &str = "bWVzc2FnaW5nLXRlc3RzLW1hc3Rlci1rZXktMzJieXQ=";
+
+/// Encryption at rest on, with [`TEST_MASTER_KEY`]: the whole suite runs encrypted.
+pub fn test_encryption() -> message_service::keys::EncryptionSettings {
+    message_service::keys::EncryptionSettings {
+        enabled: Some(true),
+        master_key: Some(Secret::new(TEST_MASTER_KEY)),
+        master_key_file: None,
     }
 }
 

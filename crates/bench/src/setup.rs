@@ -153,6 +153,12 @@ impl Deployment {
             message_service: message_service::config::ServiceSettings {
                 database: message_database.clone(),
                 conversation_service_url: conversation_url,
+                // Encryption at rest on, as in production, with a key of this run.
+                encryption: message_service::keys::EncryptionSettings {
+                    enabled: Some(true),
+                    master_key: Some(messaging_platform::config::Secret::new(run_master_key()?)),
+                    master_key_file: None,
+                },
                 ..Default::default()
             },
         };
@@ -319,4 +325,11 @@ impl Deployment {
             }
         }
     }
+}
+
+/// A fresh master key (base64) for one bench run.
+fn run_master_key() -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let key = messaging_platform::crypto::generate_key()?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key))
 }

@@ -34,7 +34,7 @@ pub async fn run(
     let authenticator = Arc::new(Authenticator::from_settings(&settings.auth, settings.mode)?);
     let service = &settings.conversation_service;
     let db = store::connect(&service.database).await?;
-    let (bus, relay) = service.events.start(&db, &[]).await?;
+    let (bus, relay) = service.events.start(&db, &[], None).await?;
     let app = Conversations::new(
         db,
         Policy {

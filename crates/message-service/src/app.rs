@@ -16,9 +16,12 @@ use crate::client::{Action, ConversationGate};
 use crate::convert;
 use crate::domain::{self, Content};
 use crate::events::EventBus;
+use crate::keys::{KeyError, Keyring};
+use crate::search;
 use crate::store::{
     self, MessageFilter, MessageRow, ReactionRow, ReadStateRow, RevisionRow, SequenceRange, Unread,
 };
+use messaging_platform::crypto::{DataKey, SearchKey};
 use messaging_proto::message::v1 as pb;
 use sea_orm::ConnectionTrait;
 
@@ -66,6 +69,8 @@ pub struct NewMessage {
     pub metadata: BTreeMap<String, String>,
     /// Idempotency key.
     pub request_id: Option<String>,
+    /// Client search tokens of an end-to-end payload.
+    pub search_tokens: Vec<Vec<u8>>,
 }
 
 /// An edit, validated; `None` fields stay as they are.
@@ -77,6 +82,8 @@ pub struct Edit {
     pub metadata: Option<BTreeMap<String, String>>,
     /// New mentions.
     pub mentions: Option<Vec<String>>,
+    /// Client search tokens of a new end-to-end payload (they replace the old ones).
+    pub search_tokens: Vec<Vec<u8>>,
 }
 
 /// Where a listing starts.
@@ -109,6 +116,34 @@ pub struct ListRequest {
     pub page_token: String,
 }
 
+/// A search, validated.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// The words.
+    pub query: String,
+    /// Client tokens to match against end-to-end payloads.
+    pub client_tokens: Vec<Vec<u8>>,
+    /// Only these conversations; empty means every one the caller participates in.
+    pub conversations: Vec<Uuid>,
+    /// Filters.
+    pub filter: MessageFilter,
+    /// Page size.
+    pub page_size: u64,
+    /// Page token as received.
+    pub page_token: String,
+}
+
+/// One search result.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    /// The message.
+    pub view: MessageView,
+    /// Its text around the matches, matches marked.
+    pub snippet: String,
+    /// Relevance times 1,000.
+    pub score: i64,
+}
+
 /// A page of messages.
 #[derive(Debug, Clone)]
 pub struct MessagePage {
@@ -127,6 +162,7 @@ pub struct Messages {
     gate: ConversationGate,
     policy: Policy,
     bus: EventBus,
+    keys: Keyring,
 }
 
 fn not_found() -> ApiError {
@@ -192,13 +228,20 @@ impl Messages {
         gate: ConversationGate,
         policy: Policy,
         bus: EventBus,
+        keys: Keyring,
     ) -> Self {
         Self {
             db,
             gate,
             policy,
             bus,
+            keys,
         }
+    }
+
+    /// The tenants' keys.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
     }
 
     /// The permission gate (streams check membership through it too).
@@ -221,7 +264,14 @@ impl Messages {
         &self.policy
     }
 
-    async fn views(&self, caller: &Caller, rows: Vec<MessageRow>) -> ApiResult<Vec<MessageView>> {
+    async fn views(
+        &self,
+        caller: &Caller,
+        mut rows: Vec<MessageRow>,
+    ) -> ApiResult<Vec<MessageView>> {
+        for row in &mut rows {
+            self.keys.open_message(&self.db, row).await?;
+        }
         let ids = rows.iter().map(|row| row.id).collect();
         let counts =
             store::reaction_counts(&self.db, &caller.tenant_id, ids, &caller.user_id).await?;
@@ -283,25 +333,45 @@ impl Messages {
             .await?;
         self.check_mentions(caller, new.conversation, "mention_ids", &new.mentions)
             .await?;
-        let hash = domain::payload_fingerprint(
+        let mut hash = domain::payload_fingerprint(
             new.content.as_ref(),
             new.parent,
             &new.mentions,
             &new.metadata,
         );
+        if self.keys.is_enabled() {
+            // A bare hash of a short text can be guessed; keyed, it cannot.
+            let key = self.keys.search(&self.db, &caller.tenant_id).await?;
+            hash = hex(&key.token(&format!("request\0{hash}")));
+        }
         if let Some(existing) = self.find_retry(caller, &new, &hash).await? {
             return self.view(caller, existing).await;
         }
         match self.insert(caller, &new, &hash).await {
             Ok(row) => self.view(caller, row).await,
+            Err(InsertError::Keys(error)) => Err(error.into()),
+            Err(InsertError::Db(error)) => {
+                self.after_failed_insert(caller, &new, &hash, error).await
+            }
+        }
+    }
+
+    async fn after_failed_insert(
+        &self,
+        caller: &Caller,
+        new: &NewMessage,
+        hash: &str,
+        error: DbErr,
+    ) -> ApiResult<MessageView> {
+        match error {
             // A concurrent retry with the same request id committed first.
-            Err(error) if store::is_unique_violation(&error) => {
-                match self.find_retry(caller, &new, &hash).await? {
+            error if store::is_unique_violation(&error) => {
+                match self.find_retry(caller, new, hash).await? {
                     Some(existing) => self.view(caller, existing).await,
                     None => Err(ApiError::internal(error)),
                 }
             }
-            Err(error) => Err(map_send_error(error)),
+            error => Err(map_send_error(error)),
         }
     }
 
@@ -335,9 +405,11 @@ impl Messages {
         caller: &Caller,
         new: &NewMessage,
         hash: &str,
-    ) -> Result<MessageRow, DbErr> {
+    ) -> Result<MessageRow, InsertError> {
         let tenant = caller.tenant_id.as_str();
         let transaction = self.db.begin().await?;
+        let key = self.keys.current(&transaction, tenant).await?;
+        let search_key = self.keys.search(&transaction, tenant).await?;
         let mut root_id = None;
         if let Some(parent_id) = new.parent {
             let parent =
@@ -381,9 +453,18 @@ impl Messages {
             edited_at: None,
             deleted_at: None,
             revision_count: 0,
+            key_version: None,
+            sealed: None,
         };
         set_content(&mut row, new.content.as_ref());
+        let message = convert::message_to_proto(MessageView {
+            row: row.clone(),
+            reactions: Vec::new(),
+        });
+        let entries = index_entries(&search_key, new.content.as_ref(), &new.search_tokens);
+        self.keys.seal_message(key.as_deref(), &mut row)?;
         store::insert_message(&transaction, row.clone()).await?;
+        store::replace_search_entries(&transaction, tenant, row.id, entries).await?;
         store::insert_mentions(&transaction, &row, &new.mentions).await?;
         // Sending implies having read the conversation up to one's own message.
         store::advance_read_state(
@@ -395,14 +476,18 @@ impl Messages {
             at,
         )
         .await?;
-        let message = convert::message_to_proto(MessageView {
-            row: row.clone(),
-            reactions: Vec::new(),
-        });
         let payload = pb::event::Payload::MessageCreated(pb::MessageCreated {
             message: Some(message),
         });
-        record_event(&transaction, caller, new.conversation, at, payload).await?;
+        record_event(
+            &transaction,
+            key.as_deref(),
+            caller,
+            new.conversation,
+            at,
+            payload,
+        )
+        .await?;
         transaction.commit().await?;
         self.bus.committed();
         Ok(row)
@@ -551,6 +636,8 @@ impl Messages {
         let mut row = store::find_message(&transaction, tenant, conversation, id, true)
             .await?
             .ok_or_else(not_found)?;
+        self.keys.open_message(&transaction, &mut row).await?;
+        let key = self.keys.current(&transaction, tenant).await?;
         if row.sender_id != caller.user_id {
             return Err(ApiError::PermissionDenied(
                 "only the author may edit a message".to_owned(),
@@ -586,22 +673,26 @@ impl Messages {
             }
             if old.as_ref() != Some(content) {
                 row.revision_count += 1;
-                store::insert_revision(
-                    &transaction,
-                    RevisionRow {
-                        tenant_id: row.tenant_id.clone(),
-                        message_id: row.id,
-                        revision: row.revision_count,
-                        content_kind: row.content_kind.clone(),
-                        text: row.text.clone(),
-                        ciphertext: row.ciphertext.clone(),
-                        cipher_algorithm: row.cipher_algorithm.clone(),
-                        cipher_key_id: row.cipher_key_id.clone(),
-                        created_at: row.edited_at.unwrap_or(row.created_at),
-                    },
-                )
-                .await?;
+                let mut revision = RevisionRow {
+                    tenant_id: row.tenant_id.clone(),
+                    message_id: row.id,
+                    revision: row.revision_count,
+                    content_kind: row.content_kind.clone(),
+                    text: row.text.clone(),
+                    ciphertext: row.ciphertext.clone(),
+                    cipher_algorithm: row.cipher_algorithm.clone(),
+                    cipher_key_id: row.cipher_key_id.clone(),
+                    created_at: row.edited_at.unwrap_or(row.created_at),
+                    key_version: None,
+                    sealed: None,
+                };
+                self.keys
+                    .seal_revision(key.as_deref(), conversation, &mut revision)?;
+                store::insert_revision(&transaction, revision).await?;
                 set_content(&mut row, Some(content));
+                let search_key = self.keys.search(&transaction, tenant).await?;
+                let entries = index_entries(&search_key, Some(content), &edit.search_tokens);
+                store::replace_search_entries(&transaction, tenant, row.id, entries).await?;
             }
         }
         if let Some(metadata) = &edit.metadata {
@@ -612,15 +703,24 @@ impl Messages {
             store::replace_mentions(&transaction, &row, mentions).await?;
         }
         row.edited_at = Some(at);
-        let row = store::save_message(&transaction, row).await?;
         let message = convert::message_to_proto(MessageView {
             row: row.clone(),
             reactions: Vec::new(),
         });
+        self.keys.seal_message(key.as_deref(), &mut row)?;
+        let row = store::save_message(&transaction, row).await?;
         let payload = pb::event::Payload::MessageEdited(pb::MessageEdited {
             message: Some(message),
         });
-        record_event(&transaction, caller, conversation, at, payload).await?;
+        record_event(
+            &transaction,
+            key.as_deref(),
+            caller,
+            conversation,
+            at,
+            payload,
+        )
+        .await?;
         transaction.commit().await?;
         self.bus.committed();
         self.view(caller, row).await
@@ -661,7 +761,10 @@ impl Messages {
         row.mention_ids = "[]".to_owned();
         row.revision_count = 0;
         row.deleted_at = Some(at);
+        row.key_version = None;
+        row.sealed = None;
         store::erase_message_dependents(&transaction, &row).await?;
+        store::replace_search_entries(&transaction, tenant, row.id, Vec::new()).await?;
         if let Some(root_id) = row.parent_id
             && let Some(mut root) =
                 store::find_message(&transaction, tenant, conversation, root_id, true).await?
@@ -676,6 +779,7 @@ impl Messages {
         };
         record_event(
             &transaction,
+            None,
             caller,
             conversation,
             at,
@@ -710,7 +814,12 @@ impl Messages {
         }
         let fingerprint = pagination::fingerprint(&["revisions", &id.to_string()]);
         let after: i32 = pagination::decode("page_token", page_token, &fingerprint)?.unwrap_or(0);
-        let rows = store::list_revisions(&self.db, tenant, id, after, page_size + 1).await?;
+        let mut rows = store::list_revisions(&self.db, tenant, id, after, page_size + 1).await?;
+        for revision in &mut rows {
+            self.keys
+                .open_revision(&self.db, conversation, revision)
+                .await?;
+        }
         let (rows, next) = pagination::finish(rows, page_size, &fingerprint, |last| last.revision);
         Ok((rows, next))
     }
@@ -759,6 +868,7 @@ impl Messages {
             };
             record_event(
                 &transaction,
+                None,
                 caller,
                 conversation,
                 reaction.created_at,
@@ -847,6 +957,7 @@ impl Messages {
             };
             record_event(
                 &transaction,
+                None,
                 caller,
                 conversation,
                 at,
@@ -873,14 +984,10 @@ impl Messages {
         Ok(store::read_states(&self.db, &caller.tenant_id, conversation).await?)
     }
 
-    /// GetUnreadCounts: for the given conversations the caller may read (others are left out),
-    /// or for all the caller participates in.
-    pub async fn unread_counts(
-        &self,
-        caller: &Caller,
-        conversations: Vec<Uuid>,
-    ) -> ApiResult<Vec<(Uuid, Unread)>> {
-        let readable = if conversations.is_empty() {
+    /// The given conversations the caller may read (others left out), or, when none are
+    /// given, every conversation the caller participates in (at most 1,000).
+    async fn readable(&self, caller: &Caller, conversations: Vec<Uuid>) -> ApiResult<Vec<Uuid>> {
+        Ok(if conversations.is_empty() {
             self.gate
                 .joined_conversations(caller, MAX_UNREAD_CONVERSATIONS)
                 .await?
@@ -898,7 +1005,142 @@ impl Messages {
                 }
             }
             readable
+        })
+    }
+
+    /// SearchMessages: messages with every word of the query (and every client token) in
+    /// the conversations the caller may read, by relevance then newest first.
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        request: SearchRequest,
+    ) -> ApiResult<(Vec<SearchHit>, String)> {
+        let terms = search::query_terms(&request.query);
+        if terms.is_empty() && request.client_tokens.is_empty() {
+            return Err(ApiError::invalid(
+                "query",
+                "has no words to search for (give words or search_tokens)",
+            ));
+        }
+        let filter = &request.filter;
+        let mut conversations: Vec<String> =
+            request.conversations.iter().map(Uuid::to_string).collect();
+        conversations.sort();
+        let fingerprint = pagination::fingerprint(&[
+            "search",
+            &request.query,
+            &request
+                .client_tokens
+                .iter()
+                .map(|token| hex(token))
+                .collect::<Vec<_>>()
+                .join(","),
+            &conversations.join(","),
+            filter.sender.as_deref().unwrap_or(""),
+            &filter.thread.map(|id| id.to_string()).unwrap_or_default(),
+            if filter.has_attachments { "1" } else { "0" },
+            &filter
+                .start
+                .map(|time| time.timestamp_micros().to_string())
+                .unwrap_or_default(),
+            &filter
+                .end
+                .map(|time| time.timestamp_micros().to_string())
+                .unwrap_or_default(),
+        ]);
+        let cursor: Option<(i64, i64, Uuid)> =
+            pagination::decode("page_token", &request.page_token, &fingerprint)?;
+        let after = match cursor {
+            Some((score, micros, id)) => Some((
+                score,
+                DateTime::<Utc>::from_timestamp_micros(micros)
+                    .ok_or_else(|| ApiError::invalid("page_token", "is not a valid page token"))?,
+                id,
+            )),
+            None => None,
         };
+        let readable = self.readable(caller, request.conversations).await?;
+        let tenant = caller.tenant_id.as_str();
+        let key = self.keys.search(&self.db, tenant).await?;
+        let mut tokens: Vec<Vec<u8>> = terms
+            .iter()
+            .map(|term| key.token(term).to_vec())
+            .chain(
+                request
+                    .client_tokens
+                    .iter()
+                    .map(|token| client_token(&key, token)),
+            )
+            .collect();
+        tokens.sort();
+        tokens.dedup();
+        let size = request.page_size;
+        let mut matches = store::search(
+            &self.db,
+            tenant,
+            &store::SearchQuery {
+                tokens,
+                conversations: readable,
+                filter: request.filter.clone(),
+                after,
+                limit: size + 1,
+            },
+        )
+        .await?;
+        let more = matches.len() as u64 > size;
+        matches.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let next_page_token = match (more, matches.last()) {
+            (true, Some(last)) => pagination::encode(
+                &fingerprint,
+                &(
+                    last.score,
+                    last.created_at.timestamp_micros(),
+                    last.message_id,
+                ),
+            ),
+            _ => String::new(),
+        };
+        let rows = store::messages_by_id(
+            &self.db,
+            tenant,
+            matches.iter().map(|hit| hit.message_id).collect(),
+        )
+        .await?;
+        let mut views: HashMap<Uuid, MessageView> = self
+            .views(caller, rows)
+            .await?
+            .into_iter()
+            .map(|view| (view.row.id, view))
+            .collect();
+        let wanted: std::collections::HashSet<String> = terms.into_iter().collect();
+        let hits = matches
+            .into_iter()
+            .filter_map(|hit| {
+                let view = views.remove(&hit.message_id)?;
+                let snippet = view
+                    .row
+                    .text
+                    .as_deref()
+                    .map(|text| search::snippet(text, &wanted))
+                    .unwrap_or_default();
+                Some(SearchHit {
+                    view,
+                    snippet,
+                    score: hit.score,
+                })
+            })
+            .collect();
+        Ok((hits, next_page_token))
+    }
+
+    /// GetUnreadCounts: for the given conversations the caller may read (others are left out),
+    /// or for all the caller participates in.
+    pub async fn unread_counts(
+        &self,
+        caller: &Caller,
+        conversations: Vec<Uuid>,
+    ) -> ApiResult<Vec<(Uuid, Unread)>> {
+        let readable = self.readable(caller, conversations).await?;
         let counts =
             store::unread_counts(&self.db, &caller.tenant_id, &caller.user_id, &readable).await?;
         Ok(readable
@@ -922,16 +1164,70 @@ fn map_send_error(error: DbErr) -> ApiError {
     }
 }
 
-/// Writes an event into the outbox within `connection`'s transaction.
+/// Why a send's transaction failed.
+#[derive(Debug)]
+enum InsertError {
+    Db(DbErr),
+    Keys(KeyError),
+}
+
+impl From<DbErr> for InsertError {
+    fn from(error: DbErr) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl From<KeyError> for InsertError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Db(error) => Self::Db(error),
+            other => Self::Keys(other),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The blind-index entries of a message: keyed tokens of its text's terms with their weights,
+/// or of the client's own tokens for an end-to-end payload.
+pub fn index_entries(
+    key: &SearchKey,
+    content: Option<&Content>,
+    client_tokens: &[Vec<u8>],
+) -> Vec<(Vec<u8>, i64)> {
+    match content {
+        Some(Content::Text(text)) => search::weighted_terms(text)
+            .into_iter()
+            .map(|(term, weight)| (key.token(&term).to_vec(), weight))
+            .collect(),
+        Some(Content::Encrypted { .. }) => client_tokens
+            .iter()
+            .map(|token| (client_token(key, token), search::CLIENT_TOKEN_WEIGHT))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The stored form of a client's search token: keyed again, apart from word tokens.
+pub fn client_token(key: &SearchKey, token: &[u8]) -> Vec<u8> {
+    key.token(&format!("\0{}", hex(token))).to_vec()
+}
+
+/// Writes an event into the outbox within `connection`'s transaction, sealed with `key` when
+/// it carries content.
 async fn record_event<C: ConnectionTrait>(
     connection: &C,
+    key: Option<&DataKey>,
     caller: &Caller,
     conversation: Uuid,
     at: DateTime<Utc>,
     payload: pb::event::Payload,
 ) -> Result<(), DbErr> {
-    messaging_platform::outbox::store::record(
+    messaging_platform::outbox::store::record_sealed(
         connection,
+        key,
         &caller.tenant_id,
         conversation,
         &caller.user_id,

@@ -56,6 +56,8 @@ pub struct ServiceSettings {
     /// Least time between two typing indicators of one user in one conversation; default 1 s.
     #[serde(with = "humantime_serde")]
     pub typing_interval: Duration,
+    /// Encryption at rest (`[message_service.encryption]`).
+    pub encryption: crate::keys::EncryptionSettings,
 }
 
 impl Default for ServiceSettings {
@@ -76,6 +78,7 @@ impl Default for ServiceSettings {
             edit_window: None,
             events: messaging_platform::outbox::EventSettings::default(),
             typing_interval: Duration::from_secs(1),
+            encryption: crate::keys::EncryptionSettings::default(),
         }
     }
 }

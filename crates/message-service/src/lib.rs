@@ -9,7 +9,9 @@ pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod keys;
 pub mod membership;
+pub mod search;
 pub mod store;
 pub mod streams;
 
@@ -55,7 +57,16 @@ pub async fn run(
         service.permission_cache_ttl,
         service.conversation_service_timeout,
     )?;
-    let (bus, relay) = service.events.start(&db, events::FOREIGN_KINDS).await?;
+    let keys = keys::Keyring::open(&db, &service.encryption, settings.mode).await?;
+    if keys.is_enabled() {
+        tracing::info!("message content is encrypted at rest");
+    } else {
+        tracing::warn!("encryption at rest is off: message content is stored in plaintext");
+    }
+    let (bus, relay) = service
+        .events
+        .start(&db, events::FOREIGN_KINDS, Some(Arc::new(keys.clone())))
+        .await?;
     let follower = tokio::spawn(membership::follow(db.clone(), gate.clone(), bus.clone()));
     let streams = streams::StreamSettings {
         heartbeat_interval: service.events.heartbeat_interval,
@@ -70,6 +81,7 @@ pub async fn run(
             edit_window: service.edit_window,
         },
         bus,
+        keys,
     );
     let routes = Routes::new(MessageServiceServer::with_interceptor(
         grpc::MessageGrpc::new(app, streams),

@@ -102,6 +102,12 @@ fn open_with(key: &LessSafeKey, associated: &[u8], sealed: &[u8]) -> Result<Vec<
     Ok(body)
 }
 
+/// Whether `value` has the layout of a sealed value (its first byte is the format byte), as
+/// opposed to an encoded protobuf message, whose first byte is never 1.
+pub fn is_sealed(value: &[u8]) -> bool {
+    value.first() == Some(&FORMAT)
+}
+
 /// The key version a sealed value names, without opening it.
 pub fn key_version(sealed: &[u8]) -> Result<u32, CryptoError> {
     match sealed {

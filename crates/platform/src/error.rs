@@ -40,6 +40,10 @@ pub enum ApiError {
     /// A dependency is down; retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Stored data failed its integrity check (tampered or copied ciphertext, for example);
+    /// it is never returned. The detail is logged, not sent.
+    #[error("data loss: {0}")]
+    DataLoss(String),
     /// A bug or an infrastructure fault; the cause is logged, not sent.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
@@ -68,6 +72,7 @@ impl ApiError {
             Self::Aborted(_) => Code::Aborted,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::DataLoss(_) => Code::DataLoss,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -99,6 +104,13 @@ impl From<ApiError> for Status {
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");
                 Status::new(code, "internal error")
+            }
+            ApiError::DataLoss(detail) => {
+                tracing::error!(detail, "stored data failed its integrity check");
+                Status::new(
+                    code,
+                    "stored data is corrupt: it failed its integrity check",
+                )
             }
             ApiError::PermissionDenied(message)
             | ApiError::Unauthenticated(message)

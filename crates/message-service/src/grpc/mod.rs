@@ -21,6 +21,10 @@ use crate::streams::{self, StreamSettings};
 
 /// Default and largest page of messages, revisions and reactions.
 const PAGE: (u64, u64) = (50, 200);
+/// Default and largest page of search hits.
+const SEARCH_PAGE: (u64, u64) = (20, 100);
+/// Longest search query.
+const MAX_QUERY_CHARS: usize = 512;
 
 /// `messaging.message.v1.MessageService`.
 #[derive(Debug, Clone)]
@@ -75,6 +79,33 @@ fn encrypted(
     ))
 }
 
+/// Most client search tokens per payload or query, and their largest size in bytes.
+const MAX_CLIENT_TOKENS: usize = 256;
+const MAX_CLIENT_TOKEN_BYTES: usize = 128;
+
+fn client_tokens(
+    violations: &mut FieldViolations,
+    field: &str,
+    tokens: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    if tokens.len() > MAX_CLIENT_TOKENS {
+        violations.add(field, format!("at most {MAX_CLIENT_TOKENS} tokens"));
+        return Vec::new();
+    }
+    for (index, token) in tokens.iter().enumerate() {
+        if token.is_empty() || token.len() > MAX_CLIENT_TOKEN_BYTES {
+            violations.add(
+                format!("{field}[{index}]"),
+                format!("must be 1 to {MAX_CLIENT_TOKEN_BYTES} bytes"),
+            );
+        }
+    }
+    let mut unique = tokens.to_vec();
+    unique.sort();
+    unique.dedup();
+    unique
+}
+
 fn mentions(violations: &mut FieldViolations, field: &str, ids: &[String]) -> Vec<String> {
     if ids.len() > domain::MAX_MENTIONS {
         violations.add(field, format!("at most {} mentions", domain::MAX_MENTIONS));
@@ -86,6 +117,51 @@ fn mentions(violations: &mut FieldViolations, field: &str, ids: &[String]) -> Ve
         .filter_map(|(index, id)| violations.check(principal_id(&format!("{field}[{index}]"), id)))
         .filter(|id| seen.insert(id.clone()))
         .collect()
+}
+
+/// The filter fields ListMessages and SearchMessages share.
+struct FilterFields<'a> {
+    sender_id: &'a str,
+    thread_id: &'a str,
+    has_attachments: bool,
+    start_time: &'a Option<prost_types::Timestamp>,
+    end_time: &'a Option<prost_types::Timestamp>,
+}
+
+fn message_filter(violations: &mut FieldViolations, fields: FilterFields<'_>) -> MessageFilter {
+    let sender = if fields.sender_id.is_empty() {
+        None
+    } else {
+        violations.check(principal_id("sender_id", fields.sender_id))
+    };
+    let thread = if fields.thread_id.is_empty() {
+        None
+    } else {
+        violations.check(resource_id("thread_id", fields.thread_id))
+    };
+    let mut time = |field: &str, value: &Option<prost_types::Timestamp>| {
+        value.as_ref().and_then(|timestamp| {
+            let parsed = from_timestamp(timestamp);
+            if parsed.is_none() {
+                violations.add(field, "is not a valid timestamp");
+            }
+            parsed
+        })
+    };
+    let start = time("start_time", fields.start_time);
+    let end = time("end_time", fields.end_time);
+    if let (Some(start), Some(end)) = (start, end)
+        && start >= end
+    {
+        violations.add("end_time", "must be after start_time");
+    }
+    MessageFilter {
+        sender,
+        thread,
+        has_attachments: fields.has_attachments,
+        start,
+        end,
+    }
 }
 
 /// Validates the (conversation, message) pair most RPCs take.
@@ -164,6 +240,14 @@ impl MessageService for MessageGrpc {
                         "must be at most 128 characters, no control characters",
                     );
                 }
+                let search_tokens = match &request.content {
+                    Some(pb::send_message_request::Content::Encrypted(payload)) => client_tokens(
+                        &mut violations,
+                        "encrypted.search_tokens",
+                        &payload.search_tokens,
+                    ),
+                    _ => Vec::new(),
+                };
                 let (Some(conversation), Some(metadata)) = (conversation, metadata) else {
                     return Err(violations.into_error());
                 };
@@ -175,6 +259,7 @@ impl MessageService for MessageGrpc {
                     mentions,
                     metadata,
                     request_id,
+                    search_tokens,
                 };
                 let view = self.app.send(&caller, new).await?;
                 Ok(pb::SendMessageResponse {
@@ -240,27 +325,16 @@ impl MessageService for MessageGrpc {
                         None
                     }
                 };
-                let sender = if request.sender_id.is_empty() {
-                    None
-                } else {
-                    violations.check(principal_id("sender_id", &request.sender_id))
-                };
-                let thread = if request.thread_id.is_empty() {
-                    None
-                } else {
-                    violations.check(resource_id("thread_id", &request.thread_id))
-                };
-                let mut time = |field: &str, value: &Option<prost_types::Timestamp>| {
-                    value.as_ref().and_then(|timestamp| {
-                        let parsed = from_timestamp(timestamp);
-                        if parsed.is_none() {
-                            violations.add(field, "is not a valid timestamp");
-                        }
-                        parsed
-                    })
-                };
-                let start_time = time("start_time", &request.start_time);
-                let end_time = time("end_time", &request.end_time);
+                let filter = message_filter(
+                    &mut violations,
+                    FilterFields {
+                        sender_id: &request.sender_id,
+                        thread_id: &request.thread_id,
+                        has_attachments: request.has_attachments,
+                        start_time: &request.start_time,
+                        end_time: &request.end_time,
+                    },
+                );
                 let (Some(conversation), Some(page_size), Some(start)) =
                     (conversation, size, start)
                 else {
@@ -270,13 +344,7 @@ impl MessageService for MessageGrpc {
                 let list = ListRequest {
                     conversation,
                     start,
-                    filter: MessageFilter {
-                        sender,
-                        thread,
-                        has_attachments: request.has_attachments,
-                        start: start_time,
-                        end: end_time,
-                    },
+                    filter,
                     page_size,
                     page_token: request.page_token.clone(),
                 };
@@ -321,6 +389,11 @@ impl MessageService for MessageGrpc {
                                         .map(Content::Text)
                                 }
                                 Some(pb::update_message_request::Content::Encrypted(payload)) => {
+                                    edit.search_tokens = client_tokens(
+                                        &mut violations,
+                                        "encrypted.search_tokens",
+                                        &payload.search_tokens,
+                                    );
                                     encrypted(&mut violations, "encrypted", payload, max)
                                 }
                                 _ => {
@@ -611,6 +684,85 @@ impl MessageService for MessageGrpc {
                             last_sequence: unread.last_sequence,
                         })
                         .collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn search_messages(
+        &self,
+        request: Request<pb::SearchMessagesRequest>,
+    ) -> Result<Response<pb::SearchMessagesResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let mut violations = FieldViolations::new();
+                let query_chars = request.query.chars().count();
+                if query_chars > MAX_QUERY_CHARS {
+                    violations.add("query", format!("at most {MAX_QUERY_CHARS} characters"));
+                }
+                if query_chars == 0 && request.search_tokens.is_empty() {
+                    violations.add("query", "required unless search_tokens are given");
+                }
+                let client_tokens =
+                    client_tokens(&mut violations, "search_tokens", &request.search_tokens);
+                if request.conversation_ids.len() > app::MAX_UNREAD_CONVERSATIONS {
+                    violations.add("conversation_ids", "at most 1000 conversations");
+                }
+                let conversations: Vec<uuid::Uuid> = request
+                    .conversation_ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, id)| {
+                        violations.check(resource_id(&format!("conversation_ids[{index}]"), id))
+                    })
+                    .collect();
+                let filter = message_filter(
+                    &mut violations,
+                    FilterFields {
+                        sender_id: &request.sender_id,
+                        thread_id: &request.thread_id,
+                        has_attachments: request.has_attachments,
+                        start_time: &request.start_time,
+                        end_time: &request.end_time,
+                    },
+                );
+                let size = violations.check(page_size(
+                    "page_size",
+                    request.page_size,
+                    SEARCH_PAGE.0,
+                    SEARCH_PAGE.1,
+                ));
+                let Some(page_size) = size else {
+                    return Err(violations.into_error());
+                };
+                violations.finish()?;
+                let (hits, next_page_token) = self
+                    .app
+                    .search(
+                        &caller,
+                        app::SearchRequest {
+                            query: request.query.clone(),
+                            client_tokens,
+                            conversations,
+                            filter,
+                            page_size,
+                            page_token: request.page_token.clone(),
+                        },
+                    )
+                    .await?;
+                Ok(pb::SearchMessagesResponse {
+                    hits: hits
+                        .into_iter()
+                        .map(|hit| pb::SearchHit {
+                            message: Some(message_to_proto(hit.view)),
+                            snippet: hit.snippet,
+                            score: hit.score as f64 / 1_000.0,
+                        })
+                        .collect(),
+                    next_page_token,
                 })
             }
             .await,

@@ -39,6 +39,10 @@ pub mod message {
         pub deleted_at: Option<DateTime<Utc>>,
         /// How many earlier versions are kept.
         pub revision_count: i32,
+        /// Data key version of `sealed`: `None` nothing to seal, 0 plaintext columns.
+        pub key_version: Option<i32>,
+        /// Text and metadata sealed with the tenant's data key (encryption at rest).
+        pub sealed: Option<Vec<u8>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -67,6 +71,10 @@ pub mod revision {
         pub cipher_algorithm: Option<String>,
         pub cipher_key_id: Option<String>,
         pub created_at: DateTime<Utc>,
+        /// As on messages.
+        pub key_version: Option<i32>,
+        /// The text sealed with the tenant's data key.
+        pub sealed: Option<Vec<u8>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -185,6 +193,55 @@ pub mod deletion {
         #[sea_orm(primary_key, auto_increment = false)]
         pub sequence: i64,
         pub sender_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `tenant_keys`: each tenant's data keys (by version) and search key, wrapped by the master
+/// key. The row of tenant "" and kind `check` proves the configured master key is the one the
+/// database was written with.
+pub mod tenant_key {
+    use chrono::{DateTime, Utc};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tenant_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        pub wrapped: Vec<u8>,
+        pub created_at: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `search_index`: the blind index. One row per keyed word token and message, with the word's
+/// weight in that message (term frequency, normalised by length, times 1,000).
+pub mod search_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "search_index")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token: Vec<u8>,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: Uuid,
+        pub weight: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

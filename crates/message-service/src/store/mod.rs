@@ -17,7 +17,7 @@ pub use entity::message::Model as MessageRow;
 pub use entity::reaction::Model as ReactionRow;
 pub use entity::read_state::Model as ReadStateRow;
 pub use entity::revision::Model as RevisionRow;
-use entity::{deletion, mention, message, reaction, read_state, revision, sequence};
+use entity::{deletion, mention, message, reaction, read_state, revision, search_token, sequence};
 pub use messaging_platform::outbox::store::{
     EventRow, NewEvent, events_after, insert_event, prune_events, publish_pending, relay_state,
     relay_state_full, stamp_events,
@@ -607,6 +607,170 @@ async fn counts_after_watermark<C: ConnectionTrait, E: EntityTrait>(
         query.and_where(extra);
     }
     CountRow::find_by_statement(connection.get_database_backend().build(&query))
+        .all(connection)
+        .await
+}
+
+/// Sets a message's blind-index entries (token, weight); empty removes them.
+pub async fn replace_search_entries<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message_id: Uuid,
+    entries: Vec<(Vec<u8>, i64)>,
+) -> Result<(), DbErr> {
+    search_token::Entity::delete_many()
+        .filter(search_token::Column::TenantId.eq(tenant))
+        .filter(search_token::Column::MessageId.eq(message_id))
+        .exec(connection)
+        .await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    search_token::Entity::insert_many(entries.into_iter().map(|(token, weight)| {
+        search_token::ActiveModel::from(search_token::Model {
+            tenant_id: tenant.to_owned(),
+            token,
+            message_id,
+            weight,
+        })
+    }))
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
+/// A search: every token must match.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// Keyed tokens, at least one.
+    pub tokens: Vec<Vec<u8>>,
+    /// Only these conversations (the caller's readable ones).
+    pub conversations: Vec<Uuid>,
+    /// Further filters.
+    pub filter: MessageFilter,
+    /// Continue after this (score, time, id), in ranking order.
+    pub after: Option<(i64, DateTime<Utc>, Uuid)>,
+    /// Most hits.
+    pub limit: u64,
+}
+
+/// One match: the message, its score (sum of the matched tokens' weights) and time.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct SearchMatch {
+    /// The message.
+    pub message_id: Uuid,
+    /// Relevance.
+    pub score: i64,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Messages of `tenant` that have every token, not deleted, by score then newest first: one
+/// index range for the first token, then one primary-key probe per further token.
+pub async fn search<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    query: &SearchQuery,
+) -> Result<Vec<SearchMatch>, DbErr> {
+    let Some((first, rest)) = query.tokens.split_first() else {
+        return Ok(Vec::new());
+    };
+    if query.conversations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let term = |index: usize| Alias::new(format!("t{index}"));
+    let m = Alias::new("m");
+    let column = |table: &Alias, name: &str| Expr::col((table.clone(), Alias::new(name)));
+    let mut score = column(&term(0), "weight");
+    for index in 1..=rest.len() {
+        score = score.add(column(&term(index), "weight"));
+    }
+    let mut select = Query::select();
+    select
+        .expr_as(column(&m, "id"), Alias::new("message_id"))
+        .expr_as(score.clone(), Alias::new("score"))
+        .expr_as(column(&m, "created_at"), Alias::new("created_at"))
+        .from_as(search_token::Entity, term(0));
+    for (offset, token) in rest.iter().enumerate() {
+        let alias = term(offset + 1);
+        select.join_as(
+            JoinType::InnerJoin,
+            search_token::Entity,
+            alias.clone(),
+            Condition::all()
+                .add(column(&alias, "tenant_id").equals((term(0), Alias::new("tenant_id"))))
+                .add(column(&alias, "message_id").equals((term(0), Alias::new("message_id"))))
+                .add(column(&alias, "token").eq(token.clone())),
+        );
+    }
+    select
+        .join_as(
+            JoinType::InnerJoin,
+            message::Entity,
+            m.clone(),
+            Condition::all()
+                .add(column(&m, "tenant_id").equals((term(0), Alias::new("tenant_id"))))
+                .add(column(&m, "id").equals((term(0), Alias::new("message_id")))),
+        )
+        .and_where(column(&term(0), "tenant_id").eq(tenant))
+        .and_where(column(&term(0), "token").eq(first.clone()))
+        .and_where(column(&m, "conversation_id").is_in(query.conversations.clone()))
+        .and_where(column(&m, "deleted_at").is_null());
+    let filter = &query.filter;
+    if let Some(sender) = &filter.sender {
+        select.and_where(column(&m, "sender_id").eq(sender.as_str()));
+    }
+    if let Some(thread) = filter.thread {
+        select.and_where(column(&m, "parent_id").eq(thread));
+    }
+    if filter.has_attachments {
+        select.and_where(column(&m, "has_attachments").eq(true));
+    }
+    if let Some(start) = filter.start {
+        select.and_where(column(&m, "created_at").gte(start));
+    }
+    if let Some(end) = filter.end {
+        select.and_where(column(&m, "created_at").lt(end));
+    }
+    if let Some((last_score, time, id)) = query.after {
+        select.cond_where(
+            Condition::any()
+                .add(score.clone().lt(last_score))
+                .add(
+                    Condition::all()
+                        .add(score.clone().eq(last_score))
+                        .add(column(&m, "created_at").lt(time)),
+                )
+                .add(
+                    Condition::all()
+                        .add(score.clone().eq(last_score))
+                        .add(column(&m, "created_at").eq(time))
+                        .add(column(&m, "id").lt(id)),
+                ),
+        );
+    }
+    select
+        .order_by_expr(score, sea_orm::Order::Desc)
+        .order_by((m.clone(), Alias::new("created_at")), sea_orm::Order::Desc)
+        .order_by((m, Alias::new("id")), sea_orm::Order::Desc)
+        .limit(query.limit);
+    SearchMatch::find_by_statement(connection.get_database_backend().build(&select))
+        .all(connection)
+        .await
+}
+
+/// Messages by id, in no particular order.
+pub async fn messages_by_id<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    ids: Vec<Uuid>,
+) -> Result<Vec<MessageRow>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::Id.is_in(ids))
         .all(connection)
         .await
 }

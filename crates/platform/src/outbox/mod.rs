@@ -19,6 +19,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
+use crate::crypto::{Binding, DataKey};
+
 pub mod entity;
 pub mod migration;
 pub mod nats;
@@ -40,11 +42,25 @@ pub struct BusEvent {
     pub event: pb::Event,
 }
 
-/// The in-process bus: a bounded broadcast of events plus the relay's wake-up.
+/// Where the data keys of sealed event payloads come from (encryption at rest).
+#[async_trait::async_trait]
+pub trait KeySource: Send + Sync + std::fmt::Debug {
+    /// Data key `version` of `tenant`, read through `transaction` when one is open.
+    async fn data_key(
+        &self,
+        transaction: Option<&sea_orm::DatabaseTransaction>,
+        tenant: &str,
+        version: u32,
+    ) -> Result<Arc<DataKey>, String>;
+}
+
+/// The in-process bus: a bounded broadcast of events plus the relay's wake-up, and the keys
+/// that open sealed payloads.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Arc<BusEvent>>,
     wake: Arc<Notify>,
+    keys: Option<Arc<dyn KeySource>>,
 }
 
 impl EventBus {
@@ -55,7 +71,14 @@ impl EventBus {
         Self {
             sender,
             wake: Arc::new(Notify::new()),
+            keys: None,
         }
+    }
+
+    /// The same bus, opening sealed payloads with keys from `keys`.
+    pub fn with_keys(mut self, keys: Option<Arc<dyn KeySource>>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// A receiver of every event published from now on.
@@ -117,8 +140,9 @@ impl EventSettings {
         &self,
         db: &DatabaseConnection,
         foreign_kinds: &'static [&'static str],
+        keys: Option<Arc<dyn KeySource>>,
     ) -> anyhow::Result<(EventBus, tokio::task::JoinHandle<()>)> {
-        let bus = EventBus::new(self.bus_capacity);
+        let bus = EventBus::new(self.bus_capacity).with_keys(keys);
         let nats = if self.nats.url.is_empty() {
             None
         } else {
@@ -175,10 +199,67 @@ pub fn encode(event: &pb::Event) -> (String, Vec<u8>) {
     (kind.to_owned(), event.encode_to_vec())
 }
 
-/// Decodes a stored event and gives it its position.
-pub fn decode(row: &store::EventRow) -> Option<BusEvent> {
+fn payload_binding(tenant: &str, conversation: Uuid, event_id: Uuid) -> Binding {
+    Binding::new("event.payload")
+        .with(tenant.as_bytes())
+        .with(conversation.as_bytes())
+        .with(event_id.as_bytes())
+}
+
+/// Seals an encoded event with `key`, bound to its tenant, conversation and event id.
+pub fn seal_payload(
+    key: &DataKey,
+    tenant: &str,
+    conversation: Uuid,
+    event_id: Uuid,
+    payload: &[u8],
+) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+    key.seal(&payload_binding(tenant, conversation, event_id), payload)
+}
+
+async fn open_payload<'a>(
+    bus: &EventBus,
+    transaction: Option<&sea_orm::DatabaseTransaction>,
+    row: &'a store::EventRow,
+) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    if !crate::crypto::is_sealed(&row.payload) {
+        return Ok(std::borrow::Cow::Borrowed(row.payload.as_slice()));
+    }
+    let keys = bus
+        .keys
+        .as_ref()
+        .ok_or("the payload is sealed and no keys are configured")?;
+    let version = crate::crypto::key_version(&row.payload).map_err(|error| error.to_string())?;
+    let key = keys.data_key(transaction, &row.tenant_id, version).await?;
+    key.open(
+        &payload_binding(&row.tenant_id, row.conversation_id, row.event_id),
+        &row.payload,
+    )
+    .map(std::borrow::Cow::Owned)
+    .map_err(|error| error.to_string())
+}
+
+/// Decodes a stored event (opening it if sealed) and gives it its position. An event that
+/// cannot be opened or decoded is logged and skipped.
+pub async fn decode(bus: &EventBus, row: &store::EventRow) -> Option<BusEvent> {
+    decode_within(bus, None, row).await
+}
+
+/// [`decode`] within an open transaction, which key lookups then use.
+pub async fn decode_within(
+    bus: &EventBus,
+    transaction: Option<&sea_orm::DatabaseTransaction>,
+    row: &store::EventRow,
+) -> Option<BusEvent> {
     let position = row.position?;
-    let mut event = pb::Event::decode(row.payload.as_slice()).ok()?;
+    let payload = match open_payload(bus, transaction, row).await {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::error!(event_id = %row.event_id, position, %error, "a stored event cannot be opened");
+            return None;
+        }
+    };
+    let mut event = pb::Event::decode(payload.as_ref()).ok()?;
     event.position = position.to_string();
     Some(BusEvent {
         position: Some(position),
@@ -226,7 +307,9 @@ pub async fn run_relay(
         }
         if let Some(nats) = &nats {
             loop {
-                match store::publish_pending(&db, STAMP_BATCH, |rows| nats.publish(rows)).await {
+                match store::publish_pending(&db, &bus, STAMP_BATCH, |rows| nats.publish(rows))
+                    .await
+                {
                     Ok(count) if count == STAMP_BATCH => continue,
                     Ok(_) => break,
                     Err(error) => {
@@ -250,7 +333,7 @@ pub async fn relay_once(
         let rows = store::events_after(db, None, *published, None, PUBLISH_BATCH).await?;
         let count = rows.len() as u64;
         for row in rows {
-            if let Some(event) = decode(&row) {
+            if let Some(event) = decode(bus, &row).await {
                 *published = event.position.unwrap_or(*published);
                 bus.publish(event);
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 
-use super::{decode, store};
+use super::{BusEvent, store};
 
 /// Where events go for other services: a NATS JetStream stream.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -96,9 +96,9 @@ impl NatsPublisher {
     }
 
     /// Publishes `rows` in order and waits until JetStream acknowledged every one.
-    pub async fn publish(&self, rows: Vec<store::EventRow>) -> Result<(), String> {
+    pub async fn publish(&self, rows: Vec<(store::EventRow, BusEvent)>) -> Result<(), String> {
         let mut acks = Vec::with_capacity(rows.len());
-        for row in rows {
+        for (row, event) in rows {
             if self
                 .skipped
                 .iter()
@@ -106,7 +106,6 @@ impl NatsPublisher {
             {
                 continue;
             }
-            let Some(event) = decode(&row) else { continue };
             let subject = format!(
                 "{}.{}.{}.{}",
                 self.prefix,

@@ -61,6 +61,19 @@ pub async fn record<C: ConnectionTrait>(
     at: DateTime<Utc>,
     payload: pb::event::Payload,
 ) -> Result<(), DbErr> {
+    record_sealed(connection, None, tenant, conversation, actor, at, payload).await
+}
+
+/// [`record`], sealing the stored payload with `key` when given (encryption at rest).
+pub async fn record_sealed<C: ConnectionTrait>(
+    connection: &C,
+    key: Option<&crate::crypto::DataKey>,
+    tenant: &str,
+    conversation: Uuid,
+    actor: &str,
+    at: DateTime<Utc>,
+    payload: pb::event::Payload,
+) -> Result<(), DbErr> {
     let event_id = Uuid::now_v7();
     let event = pb::Event {
         event_id: event_id.to_string(),
@@ -71,7 +84,11 @@ pub async fn record<C: ConnectionTrait>(
         position: String::new(),
         payload: Some(payload),
     };
-    let (kind, payload) = super::encode(&event);
+    let (kind, mut payload) = super::encode(&event);
+    if let Some(key) = key {
+        payload = super::seal_payload(key, tenant, conversation, event_id, &payload)
+            .map_err(|error| DbErr::Custom(format!("sealing an event failed: {error}")))?;
+    }
     insert_event(
         connection,
         NewEvent {
@@ -204,11 +221,12 @@ pub async fn prune_events(
 /// and JetStream drops the repeats by message id. Returns how many were published.
 pub async fn publish_pending<F, Fut>(
     db: &DatabaseConnection,
+    bus: &super::EventBus,
     batch: u64,
     publish: F,
 ) -> Result<u64, DbErr>
 where
-    F: FnOnce(Vec<EventRow>) -> Fut,
+    F: FnOnce(Vec<(EventRow, super::BusEvent)>) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     use sea_orm::TransactionTrait;
@@ -227,7 +245,14 @@ where
         return Ok(0);
     };
     let count = rows.len() as u64;
-    publish(rows).await.map_err(DbErr::Custom)?;
+    let mut decoded = Vec::with_capacity(rows.len());
+    for row in rows {
+        // Keys come through this transaction: on SQLite it holds the only connection.
+        if let Some(event) = super::decode_within(bus, Some(&transaction), &row).await {
+            decoded.push((row, event));
+        }
+    }
+    publish(decoded).await.map_err(DbErr::Custom)?;
     set_relay_column(
         &transaction,
         event_relay::Column::NatsPublishedThrough,

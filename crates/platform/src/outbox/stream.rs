@@ -132,6 +132,7 @@ where
     let (sender, receiver) = mpsc::channel(spec.buffer.max(1));
     let (terminal_sender, terminal) = oneshot::channel::<Status>();
     let db = db.clone();
+    let bus = bus.clone();
     tokio::spawn(async move {
         let offer = |item: Item| match sender.try_send(Ok(wrap(item))) {
             Ok(()) => Sent::Ok,
@@ -168,7 +169,7 @@ where
                         }
                         let Some(last) = rows.last().and_then(|row| row.position) else { break };
                         for row in rows {
-                            let Some(event) = decode(&row) else { continue };
+                            let Some(event) = decode(&bus, &row).await else { continue };
                             let before = row.position.map_or(after, |p| p - 1);
                             match admission.admits(&event).await {
                                 Ok(true) => match offer(Item::Event(Box::new(event.event))) {

@@ -6,38 +6,42 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-fn text(name: &str) -> ColumnDef {
+pub(super) fn text(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name)).string().not_null().take()
 }
-fn optional_text(name: &str) -> ColumnDef {
+pub(super) fn optional_text(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name)).string().null().take()
 }
-fn uuid(name: &str) -> ColumnDef {
+pub(super) fn uuid(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name)).uuid().not_null().take()
 }
-fn time(name: &str) -> ColumnDef {
+pub(super) fn time(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name))
         .timestamp_with_time_zone()
         .not_null()
         .take()
 }
-fn optional_time(name: &str) -> ColumnDef {
+pub(super) fn optional_time(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name))
         .timestamp_with_time_zone()
         .null()
         .take()
 }
-fn big(name: &str) -> ColumnDef {
+pub(super) fn big(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name))
         .big_integer()
         .not_null()
         .take()
 }
-fn int(name: &str) -> ColumnDef {
+pub(super) fn int(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name)).integer().not_null().take()
 }
 
-fn table(name: &str, columns: Vec<ColumnDef>, primary_key: &[&str]) -> TableCreateStatement {
+pub(super) fn table(
+    name: &str,
+    columns: Vec<ColumnDef>,
+    primary_key: &[&str],
+) -> TableCreateStatement {
     let mut statement = Table::create();
     statement.table(Alias::new(name));
     for mut column in columns {

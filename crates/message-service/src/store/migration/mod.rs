@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_messages;
 mod m0002_events;
 mod m0003_nats_progress;
+mod m0004_keys_and_search;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_messages::Migration),
             Box::new(m0002_events::Migration),
             Box::new(m0003_nats_progress::Migration),
+            Box::new(m0004_keys_and_search::Migration),
         ]
     }
 }

@@ -131,6 +131,37 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Every byte the database holds at rest: the SQLite files (database, journal, WAL), or a
+    /// `pg_dump` of the PostgreSQL schema.
+    pub fn at_rest(&self) -> Vec<u8> {
+        match &self.schema {
+            Some(schema) => {
+                let output = std::process::Command::new("pg_dump")
+                    .arg("--schema")
+                    .arg(schema)
+                    .arg(self.settings.url.expose())
+                    .output()
+                    .expect("pg_dump runs");
+                assert!(
+                    output.status.success(),
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                output.stdout
+            }
+            None => {
+                let folder = self._folder.as_ref().expect("SQLite folder").path();
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(folder).expect("folder") {
+                    bytes.extend(std::fs::read(entry.expect("entry").path()).expect("file"));
+                }
+                bytes
+            }
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(schema) = self.schema.take() else {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use messaging_platform::pagination;
 use messaging_platform::time::now;
 use messaging_platform::{ApiError, ApiResult, Caller};
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -335,7 +335,7 @@ impl Conversations {
         }
 
         let result: Result<(), DbErr> = async {
-            let transaction = self.db.begin().await?;
+            let transaction = messaging_platform::db::begin_write(&self.db).await?;
             store::insert_conversation(&transaction, row.clone()).await?;
             store::insert_participants(&transaction, participants.clone()).await?;
             let details = json!({
@@ -507,7 +507,7 @@ impl Conversations {
         description: Option<String>,
         etag: Option<&str>,
     ) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         loaded.authorize(Action::Update)?;
         if let Some(etag) = etag
@@ -558,7 +558,7 @@ impl Conversations {
         id: Uuid,
         archive: bool,
     ) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         loaded.authorize(Action::Archive)?;
         if loaded.row.archived_at.is_some() == archive {
@@ -599,7 +599,7 @@ impl Conversations {
 
     /// DeleteConversation: soft delete, restorable within the undelete window.
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         loaded.authorize(Action::Delete)?;
         let at = now();
@@ -635,7 +635,7 @@ impl Conversations {
 
     /// UndeleteConversation.
     pub async fn undelete(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let row = store::find_conversation(&transaction, &caller.tenant_id, id, true)
             .await?
             .ok_or_else(not_found)?;
@@ -699,7 +699,7 @@ impl Conversations {
         id: Uuid,
         specs: Vec<(String, Role)>,
     ) -> ApiResult<Vec<ParticipantRow>> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         loaded.authorize(Action::ManageParticipants)?;
         let authority = loaded.authority.unwrap_or(Role::Viewer);
@@ -775,7 +775,7 @@ impl Conversations {
         if user == caller.user_id {
             return self.leave(caller, id).await;
         }
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         loaded.authorize(Action::ManageParticipants)?;
         let target = store::find_participant(&transaction, &caller.tenant_id, id, user)
@@ -825,7 +825,7 @@ impl Conversations {
         user: &str,
         role: Role,
     ) -> ApiResult<ParticipantRow> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         loaded.authorize(Action::ManageParticipants)?;
         let target = store::find_participant(&transaction, &caller.tenant_id, id, user)
@@ -913,7 +913,7 @@ impl Conversations {
 
     /// JoinConversation: channels only; idempotent.
     pub async fn join(&self, caller: &Caller, id: Uuid) -> ApiResult<ParticipantRow> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         if let Some(participant) = loaded.participant {
             return Ok(participant);
@@ -973,7 +973,7 @@ impl Conversations {
 
     /// LeaveConversation: returns the conversation as it is after the caller left.
     pub async fn leave(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         let participant = loaded
             .participant
@@ -1026,7 +1026,7 @@ impl Conversations {
         id: Uuid,
         new_owner: &str,
     ) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut loaded = self.load(&transaction, caller, id, true).await?;
         loaded.authorize(Action::TransferOwnership)?;
         let target = store::find_participant(&transaction, &caller.tenant_id, id, new_owner)

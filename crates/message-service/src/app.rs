@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use messaging_platform::pagination;
 use messaging_platform::time::now;
 use messaging_platform::{ApiError, ApiResult, Caller};
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 use uuid::Uuid;
 
 use crate::client::{Action, ConversationGate};
@@ -407,7 +407,7 @@ impl Messages {
         hash: &str,
     ) -> Result<MessageRow, InsertError> {
         let tenant = caller.tenant_id.as_str();
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let key = self.keys.current(&transaction, tenant).await?;
         let search_key = self.keys.search(&transaction, tenant).await?;
         let mut root_id = None;
@@ -632,7 +632,7 @@ impl Messages {
                 .await?;
         }
         let tenant = caller.tenant_id.as_str();
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut row = store::find_message(&transaction, tenant, conversation, id, true)
             .await?
             .ok_or_else(not_found)?;
@@ -746,7 +746,7 @@ impl Messages {
             Action::Moderate
         };
         self.gate.require(caller, conversation, action).await?;
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let mut row = store::find_message(&transaction, tenant, conversation, id, true)
             .await?
             .ok_or_else(not_found)?;
@@ -853,7 +853,7 @@ impl Messages {
             conversation_id: conversation,
             created_at: now(),
         };
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let changed = if add {
             store::add_reaction(&transaction, reaction.clone()).await?
         } else {
@@ -935,7 +935,7 @@ impl Messages {
             .require(caller, conversation, Action::Read)
             .await?;
         let tenant = caller.tenant_id.as_str();
-        let transaction = self.db.begin().await?;
+        let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let last = store::last_sequence(&transaction, tenant, conversation).await?;
         let before = store::read_state(&transaction, tenant, conversation, &caller.user_id)
             .await?

@@ -11,6 +11,7 @@ pub mod events;
 pub mod grpc;
 pub mod keys;
 pub mod membership;
+pub mod rotation;
 pub mod search;
 pub mod store;
 pub mod streams;

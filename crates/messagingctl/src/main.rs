@@ -3,13 +3,19 @@
 //! `messagingctl token --tenant T --user U [--admin] [--service]` prints a token signed with the
 //! configured HS256 secret (`--config FILE`, `MESSAGING_CONFIG`, or `MESSAGING__*` variables),
 //! so the README's `buf curl` and grpcurl examples work by copy and paste.
+//!
+//! `messagingctl keys status|rotate|reencrypt` manages message-service's encryption at rest
+//! against its database (the `[message_service]` section: database and encryption settings).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use messaging_platform::auth::{AuthSettings, ROLE_ADMIN, ROLE_SERVICE, TokenIssuer};
+use messaging_platform::config::Mode;
 use serde::Deserialize;
+
+mod keys;
 
 #[derive(Parser)]
 #[command(
@@ -44,19 +50,61 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Encryption at rest of message-service: key versions and re-encryption.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Per tenant: the newest data key version and how many rows still use older ones.
+    Status {
+        /// Only this tenant (default: every tenant with keys).
+        #[arg(long)]
+        tenant: Vec<String>,
+    },
+    /// Adds a new data key version (new writes use it at once), then re-encrypts older rows.
+    Rotate {
+        /// Only this tenant (default: every tenant with keys).
+        #[arg(long)]
+        tenant: Vec<String>,
+        /// Only add the new version; re-encrypt later with `keys reencrypt`.
+        #[arg(long)]
+        no_reencrypt: bool,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 200)]
+        batch: u64,
+    },
+    /// Re-encrypts rows of older key versions with the newest one; resumable at any time.
+    Reencrypt {
+        /// Only this tenant (default: every tenant with keys).
+        #[arg(long)]
+        tenant: Vec<String>,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 200)]
+        batch: u64,
+    },
 }
 
 /// The part of the deployment settings this tool reads.
 #[derive(Deserialize)]
 struct Settings {
     #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
     auth: AuthSettings,
+    #[serde(default)]
+    message_service: message_service::config::ServiceSettings,
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings: Settings = messaging_platform::config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Keys { command } => keys::run(&settings, command).await?,
         Command::Token {
             tenant,
             user,

@@ -126,3 +126,15 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
 pub fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// Begins a transaction that may write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`), so that another process writing between its first read and first
+/// write (an operator tool, another replica) makes it wait for the busy timeout instead of
+/// failing with `SQLITE_BUSY_SNAPSHOT`. On PostgreSQL it is a plain `BEGIN`.
+pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

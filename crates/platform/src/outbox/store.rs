@@ -117,8 +117,7 @@ pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64
 /// order. The relay row is locked meanwhile, so replicas stamp one after the other and a
 /// visible position implies every lower one is visible too. Returns how many were stamped.
 pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
-    use sea_orm::TransactionTrait;
-    let transaction = db.begin().await?;
+    let transaction = crate::db::begin_write(db).await?;
     let relay = lock_relay(&transaction).await?;
     // One statement numbers the oldest unstamped rows (PostgreSQL, and SQLite 3.33+).
     let backend = transaction.get_database_backend();
@@ -182,8 +181,7 @@ pub async fn prune_events(
     before: DateTime<Utc>,
     keep_after: Option<i64>,
 ) -> Result<u64, DbErr> {
-    use sea_orm::TransactionTrait;
-    let transaction = db.begin().await?;
+    let transaction = crate::db::begin_write(db).await?;
     let newest_old: Option<i64> = event::Entity::find()
         .select_only()
         .column_as(event::Column::Position.max(), "position")
@@ -229,8 +227,7 @@ where
     F: FnOnce(Vec<(EventRow, super::BusEvent)>) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    use sea_orm::TransactionTrait;
-    let transaction = db.begin().await?;
+    let transaction = crate::db::begin_write(db).await?;
     let relay = lock_relay(&transaction).await?;
     let rows = events_after(
         &transaction,
@@ -322,7 +319,6 @@ pub async fn copy_event(
     event: &pb::Event,
     position: i64,
 ) -> Result<bool, DbErr> {
-    use sea_orm::TransactionTrait;
     use sea_orm::sea_query::OnConflict;
     let event_id = Uuid::parse_str(&event.event_id)
         .map_err(|_| DbErr::Custom(format!("event id {:?} is not a UUID", event.event_id)))?;
@@ -340,7 +336,7 @@ pub async fn copy_event(
     let mut stored = event.clone();
     stored.position = String::new();
     let (kind, payload) = super::encode(&stored);
-    let transaction = db.begin().await?;
+    let transaction = crate::db::begin_write(db).await?;
     let inserted = event::Entity::insert(event::ActiveModel {
         id: sea_orm::NotSet,
         event_id: sea_orm::Set(event_id),

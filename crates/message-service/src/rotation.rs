@@ -1,0 +1,157 @@
+//! Re-encryption after a key rotation: rewrites, in small batches, the rows sealed with older
+//! data key versions (or stored in plaintext before encryption was switched on) with the
+//! tenant's newest version. Each batch is its own short transaction that rewrites a row only
+//! if it still has the version it was read with, so live writes (which already use the newest
+//! version) are never blocked for long or overwritten, and an interrupted run resumes where it
+//! stopped: the rows still to do are exactly those with an older version.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use crate::app::index_entries;
+use crate::domain::Content;
+use crate::keys::{KeyError, Keyring};
+use crate::store::{self, entity::message, entity::revision};
+
+/// Rows of a tenant still sealed with an older version (or plaintext).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stale {
+    /// Messages.
+    pub messages: u64,
+    /// Revisions.
+    pub revisions: u64,
+}
+
+impl Stale {
+    /// Both together.
+    pub fn total(&self) -> u64 {
+        self.messages + self.revisions
+    }
+}
+
+async fn newest_version<C: ConnectionTrait>(
+    keys: &Keyring,
+    connection: &C,
+    tenant: &str,
+) -> Result<i32, KeyError> {
+    let key = keys
+        .current(connection, tenant)
+        .await?
+        .ok_or(KeyError::Disabled)?;
+    i32::try_from(key.version()).map_err(|error| KeyError::Corrupt(error.to_string()))
+}
+
+/// How many rows of `tenant` are not yet sealed with its newest data key version.
+pub async fn stale(
+    db: &DatabaseConnection,
+    keys: &Keyring,
+    tenant: &str,
+) -> Result<Stale, KeyError> {
+    let newest = newest_version(keys, db, tenant).await?;
+    let messages = message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::KeyVersion.lt(newest))
+        .count(db)
+        .await?;
+    let revisions = revision::Entity::find()
+        .filter(revision::Column::TenantId.eq(tenant))
+        .filter(revision::Column::KeyVersion.lt(newest))
+        .count(db)
+        .await?;
+    Ok(Stale {
+        messages,
+        revisions,
+    })
+}
+
+/// Re-encrypts up to `batch` messages and `batch` revisions of `tenant` with its newest key,
+/// in one transaction. Returns how many rows it rewrote; 0 means none are left (rows that a
+/// concurrent writer changed in the meantime are left to that writer, which used the newest
+/// key already).
+pub async fn reencrypt_batch(
+    db: &DatabaseConnection,
+    keys: &Keyring,
+    tenant: &str,
+    batch: u64,
+) -> Result<u64, KeyError> {
+    let transaction = messaging_platform::db::begin_write(db).await?;
+    let newest = newest_version(keys, &transaction, tenant).await?;
+    let key = keys.current(&transaction, tenant).await?;
+    let search_key = keys.search(&transaction, tenant).await?;
+    let mut rewritten = 0;
+    let messages = message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::KeyVersion.lt(newest))
+        .order_by_asc(message::Column::Id)
+        .limit(batch)
+        .lock_exclusive()
+        .all(&transaction)
+        .await?;
+    for mut row in messages {
+        let was = row.key_version;
+        keys.open_message(&transaction, &mut row).await?;
+        if was == Some(0)
+            && let (Some(text), "text") = (&row.text, row.content_kind.as_str())
+        {
+            // Written with encryption off: its tokens were keyed with the development key.
+            let content = Content::Text(text.clone());
+            let entries = index_entries(&search_key, Some(&content), &[]);
+            store::replace_search_entries(&transaction, tenant, row.id, entries).await?;
+        }
+        keys.seal_message(key.as_deref(), &mut row)?;
+        let updated = message::Entity::update_many()
+            .col_expr(message::Column::Sealed, Expr::value(row.sealed.clone()))
+            .col_expr(message::Column::KeyVersion, Expr::value(row.key_version))
+            .col_expr(message::Column::Text, Expr::value(row.text.clone()))
+            .col_expr(message::Column::Metadata, Expr::value(row.metadata.clone()))
+            .filter(message::Column::TenantId.eq(tenant))
+            .filter(message::Column::Id.eq(row.id))
+            .filter(message::Column::KeyVersion.eq(was))
+            .exec(&transaction)
+            .await?;
+        rewritten += updated.rows_affected;
+    }
+    let revisions = revision::Entity::find()
+        .filter(revision::Column::TenantId.eq(tenant))
+        .filter(revision::Column::KeyVersion.lt(newest))
+        .order_by_asc(revision::Column::MessageId)
+        .order_by_asc(revision::Column::Revision)
+        .limit(batch)
+        .lock_exclusive()
+        .all(&transaction)
+        .await?;
+    let owners: std::collections::HashMap<uuid::Uuid, uuid::Uuid> = store::messages_by_id(
+        &transaction,
+        tenant,
+        revisions.iter().map(|row| row.message_id).collect(),
+    )
+    .await?
+    .into_iter()
+    .map(|row| (row.id, row.conversation_id))
+    .collect();
+    for mut row in revisions {
+        let Some(conversation) = owners.get(&row.message_id).copied() else {
+            continue;
+        };
+        let was = row.key_version;
+        keys.open_revision(&transaction, conversation, &mut row)
+            .await?;
+        keys.seal_revision(key.as_deref(), conversation, &mut row)?;
+        let updated = revision::Entity::update_many()
+            .col_expr(revision::Column::Sealed, Expr::value(row.sealed.clone()))
+            .col_expr(revision::Column::KeyVersion, Expr::value(row.key_version))
+            .col_expr(revision::Column::Text, Expr::value(row.text.clone()))
+            .filter(revision::Column::TenantId.eq(tenant))
+            .filter(revision::Column::MessageId.eq(row.message_id))
+            .filter(revision::Column::Revision.eq(row.revision))
+            .filter(revision::Column::KeyVersion.eq(was))
+            .exec(&transaction)
+            .await?;
+        rewritten += updated.rows_affected;
+    }
+    transaction.commit().await?;
+    Ok(rewritten)
+}

@@ -1,0 +1,850 @@
+//! SearchMessages and encryption at rest over real gRPC, on SQLite and on PostgreSQL: content
+//! never reaches the database in plaintext (files and `pg_dump` checked for canary words), yet
+//! search finds it by words, stems, case and accents; filters, ranking, pagination, edits,
+//! deletes, membership, tenants, tampered ciphertext, key rotation and start-up key checks.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use messaging_e2e::{
+    Backend, ConversationHarness, MessageClient, MessagingHarness, TEST_MASTER_KEY, backend_tests,
+    create_group, message_settings, start_message_service, text_message as text, violated_fields,
+};
+use messaging_platform::config::{Mode, Secret};
+use messaging_proto::conversation::v1::{self as conversation, Role};
+use messaging_proto::message::v1 as pb;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tonic::Code;
+
+use message_service::store::entity::{message as message_row, revision as revision_row};
+
+backend_tests!(
+    canary_words_are_nowhere_at_rest_yet_found,
+    words_stems_case_accents_and_ranking,
+    every_filter_and_pagination,
+    edits_deletes_and_membership_change_what_is_found,
+    end_to_end_payloads_are_found_by_client_tokens,
+    other_tenants_find_nothing,
+    bad_search_input_names_the_fields,
+    tampered_ciphertext_is_data_loss_never_text,
+    key_rotation_keeps_old_and_new_readable_then_reencrypts,
+    start_up_refuses_wrong_missing_or_switched_off_keys,
+);
+
+const TENANT: &str = "acme";
+
+async fn send(client: &mut MessageClient, request: pb::SendMessageRequest) -> pb::Message {
+    client
+        .send_message(request)
+        .await
+        .expect("send")
+        .into_inner()
+        .message
+        .expect("message")
+}
+
+fn query(words: &str) -> pb::SearchMessagesRequest {
+    pb::SearchMessagesRequest {
+        query: words.to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn search(
+    client: &mut MessageClient,
+    request: pb::SearchMessagesRequest,
+) -> Vec<pb::SearchHit> {
+    client
+        .search_messages(request)
+        .await
+        .expect("search")
+        .into_inner()
+        .hits
+}
+
+async fn found(client: &mut MessageClient, request: pb::SearchMessagesRequest) -> Vec<String> {
+    search(client, request)
+        .await
+        .into_iter()
+        .map(|hit| hit.message.expect("message").message_id)
+        .collect()
+}
+
+fn body(message: &pb::Message) -> &str {
+    match &message.content {
+        Some(pb::message::Content::Text(text)) => text,
+        _ => "",
+    }
+}
+
+/// A group of alice (owner) and bob (member).
+async fn pair(harness: &MessagingHarness, title: &str) -> String {
+    let mut alice = harness.conversations.client(TENANT, "alice");
+    create_group(&mut alice, title, &[("bob", Role::Member)]).await
+}
+
+fn one(id: &str) -> Vec<String> {
+    vec![id.to_owned()]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+async fn canary_words_are_nowhere_at_rest_yet_found(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "Plans").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let mut request = text(
+        &id,
+        "The first draft mentions Xylophonequartz twice: xylophonequartz!",
+    );
+    request
+        .metadata
+        .insert("note".to_owned(), "Quokkazebra lives here".to_owned());
+    let message = send(&mut alice, request).await;
+    let edited = alice
+        .update_message(pb::UpdateMessageRequest {
+            conversation_id: id.clone(),
+            message_id: message.message_id.clone(),
+            content: Some(pb::update_message_request::Content::Text(
+                "Now it is about Pangolinfjord".to_owned(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("edit")
+        .into_inner()
+        .message
+        .expect("message");
+    assert_eq!(body(&edited), "Now it is about Pangolinfjord");
+    assert_eq!(edited.metadata["note"], "Quokkazebra lives here");
+
+    let hits = search(&mut alice, query("pangolinfjord")).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].message.as_ref().expect("m").message_id,
+        message.message_id
+    );
+    assert_eq!(hits[0].snippet, "Now it is about \u{2}Pangolinfjord\u{3}");
+    // The old words stopped matching; the revision still reads back.
+    assert!(found(&mut alice, query("Xylophonequartz")).await.is_empty());
+    let revisions = alice
+        .list_message_revisions(pb::ListMessageRevisionsRequest {
+            conversation_id: id.clone(),
+            message_id: message.message_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("revisions")
+        .into_inner()
+        .revisions;
+    assert_eq!(
+        revisions[0].content,
+        Some(pb::message_revision::Content::Text(
+            "The first draft mentions Xylophonequartz twice: xylophonequartz!".to_owned()
+        ))
+    );
+    let got = alice
+        .get_message(pb::GetMessageRequest {
+            conversation_id: id.clone(),
+            message_id: message.message_id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .message
+        .expect("message");
+    assert_eq!(got.metadata["note"], "Quokkazebra lives here");
+
+    let stored = harness.message_database.at_rest();
+    assert!(
+        stored.len() > 1_000,
+        "read the database: {} bytes",
+        stored.len()
+    );
+    for canary in [
+        "Xylophonequartz",
+        "xylophonequartz",
+        "Quokkazebra",
+        "Pangolinfjord",
+        "pangolinfjord",
+    ] {
+        assert!(
+            !contains(&stored, canary.as_bytes()),
+            "{canary} is stored in plaintext"
+        );
+        // pg_dump prints bytea as hex.
+        assert!(
+            !contains(&stored, hex(canary.as_bytes()).as_bytes()),
+            "{canary} is stored in plaintext (hex)"
+        );
+    }
+    // The check is able to fail: the user ids and conversation id are stored as they are.
+    assert!(contains(&stored, b"alice"));
+    assert!(
+        contains(&stored, id.as_bytes())
+            || contains(
+                &stored,
+                hex(uuid::Uuid::parse_str(&id).expect("uuid").as_bytes()).as_bytes()
+            )
+    );
+}
+
+async fn words_stems_case_accents_and_ranking(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "Ops").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let mut sent = Vec::new();
+    for body in [
+        "deploy the release",
+        "deploy deploy deploy now",
+        "we deployed it yesterday and it went well for everyone involved in the project team today",
+        "Café au lait for the RUNNING team",
+        "ship it",
+        "ship it",
+    ] {
+        sent.push(send(&mut alice, text(&id, body)).await.message_id);
+    }
+    // Term frequency and length decide; equal scores go newest first.
+    assert_eq!(
+        found(&mut alice, query("deploy")).await,
+        [sent[1].clone(), sent[0].clone(), sent[2].clone()]
+    );
+    assert_eq!(
+        found(&mut alice, query("ship")).await,
+        [sent[5].clone(), sent[4].clone()]
+    );
+    let scores: Vec<f64> = search(&mut alice, query("deploy"))
+        .await
+        .iter()
+        .map(|hit| hit.score)
+        .collect();
+    assert!(scores[0] > scores[1] && scores[1] > scores[2], "{scores:?}");
+    // Every word must match, in any order and case; stems match their forms.
+    assert_eq!(
+        found(&mut alice, query("RELEASE Deployed")).await,
+        one(&sent[0])
+    );
+    assert!(
+        found(&mut alice, query("release yesterday"))
+            .await
+            .is_empty()
+    );
+    for words in ["cafe", "CAFÉ", "runs", "run team", "Running"] {
+        assert_eq!(
+            found(&mut alice, query(words)).await,
+            one(&sent[3]),
+            "{words}"
+        );
+    }
+    let hit = &search(&mut alice, query("cafe running")).await[0];
+    assert_eq!(
+        hit.snippet,
+        "\u{2}Café\u{3} au lait for the \u{2}RUNNING\u{3} team"
+    );
+    // The stemmer does not know irregular forms: documented.
+    assert!(found(&mut alice, query("ran")).await.is_empty());
+}
+
+async fn every_filter_and_pagination(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let a = pair(&harness, "A").await;
+    let b = create_group(&mut harness.conversations.client(TENANT, "alice"), "B", &[]).await;
+    let mut alice = harness.client(TENANT, "alice");
+    let mut bob = harness.client(TENANT, "bob");
+    let a1 = send(&mut alice, text(&a, "budget draft")).await;
+    let a2 = send(&mut bob, text(&a, "budget numbers")).await;
+    let a3 = send(
+        &mut alice,
+        pb::SendMessageRequest {
+            parent_id: a1.message_id.clone(),
+            ..text(&a, "budget reply")
+        },
+    )
+    .await;
+    let b1 = send(&mut alice, text(&b, "budget elsewhere")).await;
+    let all: HashSet<String> = [&a1, &a2, &a3, &b1]
+        .iter()
+        .map(|m| m.message_id.clone())
+        .collect();
+    let set = |ids: Vec<String>| ids.into_iter().collect::<HashSet<_>>();
+    let ids = |messages: &[&pb::Message]| {
+        messages
+            .iter()
+            .map(|m| m.message_id.clone())
+            .collect::<HashSet<_>>()
+    };
+
+    assert_eq!(set(found(&mut alice, query("budget")).await), all);
+    // bob is not in B.
+    assert_eq!(
+        set(found(&mut bob, query("budget")).await),
+        ids(&[&a1, &a2, &a3])
+    );
+    let filtered = |change: &dyn Fn(&mut pb::SearchMessagesRequest)| {
+        let mut request = query("budget");
+        change(&mut request);
+        request
+    };
+    assert_eq!(
+        set(found(
+            &mut alice,
+            filtered(&|r| r.conversation_ids = vec![b.clone()])
+        )
+        .await),
+        ids(&[&b1])
+    );
+    assert_eq!(
+        set(found(&mut alice, filtered(&|r| r.sender_id = "bob".to_owned())).await),
+        ids(&[&a2])
+    );
+    assert_eq!(
+        set(found(
+            &mut alice,
+            filtered(&|r| r.thread_id = a1.message_id.clone())
+        )
+        .await),
+        ids(&[&a3])
+    );
+    assert!(
+        found(&mut alice, filtered(&|r| r.has_attachments = true))
+            .await
+            .is_empty()
+    );
+    let at = a2.create_time;
+    assert_eq!(
+        set(found(&mut alice, filtered(&|r| r.start_time = at)).await),
+        ids(&[&a2, &a3, &b1])
+    );
+    assert_eq!(
+        set(found(&mut alice, filtered(&|r| r.end_time = at)).await),
+        ids(&[&a1])
+    );
+
+    // Pages of one: the same order as one big page, nothing twice, and then the end.
+    let whole = found(&mut alice, query("budget")).await;
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let response = alice
+            .search_messages(pb::SearchMessagesRequest {
+                page_size: 1,
+                page_token: token.clone(),
+                ..query("budget")
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(response.hits.len() <= 1);
+        paged.extend(
+            response
+                .hits
+                .into_iter()
+                .map(|hit| hit.message.expect("m").message_id),
+        );
+        if response.next_page_token.is_empty() {
+            break;
+        }
+        token = response.next_page_token;
+        assert!(paged.len() <= 4, "pagination does not end");
+    }
+    assert_eq!(paged, whole);
+    // A token belongs to its query.
+    let first = alice
+        .search_messages(pb::SearchMessagesRequest {
+            page_size: 1,
+            ..query("budget")
+        })
+        .await
+        .expect("page")
+        .into_inner();
+    let status = alice
+        .search_messages(pb::SearchMessagesRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+            ..query("draft")
+        })
+        .await
+        .expect_err("token of another query");
+    assert_eq!(violated_fields(&status), ["page_token"]);
+}
+
+async fn edits_deletes_and_membership_change_what_is_found(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.permission_cache_ttl = Duration::from_millis(300);
+    })
+    .await;
+    let id = pair(&harness, "Edits").await;
+    let other = pair(&harness, "Other").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let mut bob = harness.client(TENANT, "bob");
+    let message = send(&mut alice, text(&id, "alpha beta")).await;
+    alice
+        .update_message(pb::UpdateMessageRequest {
+            conversation_id: id.clone(),
+            message_id: message.message_id.clone(),
+            content: Some(pb::update_message_request::Content::Text(
+                "gamma beta".to_owned(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("edit");
+    assert!(found(&mut alice, query("alpha")).await.is_empty());
+    assert_eq!(
+        found(&mut alice, query("gamma")).await,
+        one(&message.message_id)
+    );
+    assert_eq!(
+        found(&mut bob, query("beta")).await,
+        one(&message.message_id)
+    );
+    alice
+        .delete_message(pb::DeleteMessageRequest {
+            conversation_id: id.clone(),
+            message_id: message.message_id.clone(),
+        })
+        .await
+        .expect("delete");
+    assert!(found(&mut alice, query("beta")).await.is_empty());
+
+    // A removed participant stops finding the conversation's messages.
+    let kept = send(&mut alice, text(&id, "omega news")).await;
+    assert_eq!(found(&mut bob, query("omega")).await, one(&kept.message_id));
+    let mut owner = harness.conversations.client(TENANT, "alice");
+    owner
+        .remove_participant(conversation::RemoveParticipantRequest {
+            conversation_id: id.clone(),
+            user_id: "bob".to_owned(),
+        })
+        .await
+        .expect("remove");
+    assert!(found(&mut bob, query("omega")).await.is_empty());
+    let explicit = || pb::SearchMessagesRequest {
+        conversation_ids: vec![id.clone()],
+        ..query("omega")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !found(&mut bob, explicit()).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "bob still finds it");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // A deleted conversation's messages never appear.
+    let elsewhere = send(&mut alice, text(&other, "omega elsewhere")).await;
+    assert_eq!(
+        found(&mut alice, query("omega")).await.len(),
+        2,
+        "both conversations before the delete"
+    );
+    owner
+        .delete_conversation(conversation::DeleteConversationRequest {
+            conversation_id: other.clone(),
+        })
+        .await
+        .expect("delete conversation");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ids = found(&mut alice, query("omega")).await;
+        if ids == one(&kept.message_id) {
+            break;
+        }
+        assert!(ids.contains(&elsewhere.message_id));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deleted conversation still searched"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn end_to_end_payloads_are_found_by_client_tokens(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "E2E").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let payload = |tokens: Vec<Vec<u8>>| pb::SendMessageRequest {
+        conversation_id: id.clone(),
+        content: Some(pb::send_message_request::Content::Encrypted(
+            pb::EncryptedPayload {
+                ciphertext: vec![7; 32],
+                algorithm: "mls.v1".to_owned(),
+                key_id: "k1".to_owned(),
+                search_tokens: tokens,
+            },
+        )),
+        ..Default::default()
+    };
+    let both = send(
+        &mut alice,
+        payload(vec![b"t-one".to_vec(), b"t-two".to_vec()]),
+    )
+    .await;
+    let single = send(&mut alice, payload(vec![b"t-one".to_vec()])).await;
+    let by_tokens = |tokens: Vec<&[u8]>| pb::SearchMessagesRequest {
+        search_tokens: tokens.into_iter().map(<[u8]>::to_vec).collect(),
+        ..Default::default()
+    };
+    assert_eq!(
+        found(&mut alice, by_tokens(vec![b"t-two"])).await,
+        one(&both.message_id)
+    );
+    assert_eq!(
+        found(&mut alice, by_tokens(vec![b"t-one"])).await,
+        [single.message_id.clone(), both.message_id.clone()]
+    );
+    let hits = search(&mut alice, by_tokens(vec![b"t-one", b"t-two"])).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].snippet, "", "the server cannot read the payload");
+    // Words never match client tokens.
+    assert!(found(&mut alice, query("t-one")).await.is_empty());
+}
+
+async fn other_tenants_find_nothing(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "Secret").await;
+    let mut alice = harness.client(TENANT, "alice");
+    send(&mut alice, text(&id, "merger talks")).await;
+    // The same user in another tenant, even naming the conversation.
+    let mut other = harness.client("globex", "alice");
+    assert!(found(&mut other, query("merger")).await.is_empty());
+    let response = other
+        .search_messages(pb::SearchMessagesRequest {
+            conversation_ids: vec![id.clone()],
+            ..query("merger")
+        })
+        .await
+        .expect("search")
+        .into_inner();
+    assert!(response.hits.is_empty());
+    assert!(response.next_page_token.is_empty());
+    // Its own messages with the same words are its own.
+    let theirs = create_group(
+        &mut harness.conversations.client("globex", "alice"),
+        "G",
+        &[],
+    )
+    .await;
+    let own = send(&mut other, text(&theirs, "merger talks")).await;
+    assert_eq!(found(&mut other, query("merger")).await, [own.message_id]);
+    assert_eq!(found(&mut alice, query("merger")).await.len(), 1);
+}
+
+async fn bad_search_input_names_the_fields(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let mut alice = harness.client(TENANT, "alice");
+    let cases: Vec<(pb::SearchMessagesRequest, Vec<&str>)> = vec![
+        (query(""), vec!["query"]),
+        (query("!!! ---"), vec!["query"]),
+        (query(&"word ".repeat(103)), vec!["query"]),
+        (
+            pb::SearchMessagesRequest {
+                page_size: 101,
+                ..query("x")
+            },
+            vec!["page_size"],
+        ),
+        (
+            pb::SearchMessagesRequest {
+                conversation_ids: vec!["nope".to_owned()],
+                thread_id: "nope".to_owned(),
+                ..query("x")
+            },
+            vec!["conversation_ids[0]", "thread_id"],
+        ),
+        (
+            pb::SearchMessagesRequest {
+                search_tokens: vec![Vec::new(), vec![1; 129]],
+                ..query("x")
+            },
+            vec!["search_tokens[0]", "search_tokens[1]"],
+        ),
+        (
+            pb::SearchMessagesRequest {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: 20,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: 10,
+                    nanos: 0,
+                }),
+                ..query("x")
+            },
+            vec!["end_time"],
+        ),
+        (
+            pb::SearchMessagesRequest {
+                page_token: "garbage".to_owned(),
+                ..query("x")
+            },
+            vec!["page_token"],
+        ),
+    ];
+    for (request, fields) in cases {
+        let status = alice
+            .search_messages(request.clone())
+            .await
+            .expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument, "{request:?}");
+        assert_eq!(violated_fields(&status), fields, "{request:?}");
+    }
+}
+
+async fn tampered_ciphertext_is_data_loss_never_text(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "Tamper").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let first = send(&mut alice, text(&id, "first secret")).await;
+    let second = send(&mut alice, text(&id, "second secret")).await;
+    let third = send(&mut alice, text(&id, "third secret")).await;
+    let db = message_service::store::connect(&harness.message_database.settings)
+        .await
+        .expect("db");
+    let sealed = |message: &pb::Message| {
+        let id = uuid::Uuid::parse_str(&message.message_id).expect("uuid");
+        let db = db.clone();
+        async move {
+            message_row::Entity::find_by_id(id)
+                .one(&db)
+                .await
+                .expect("row")
+                .expect("exists")
+                .sealed
+                .expect("sealed")
+        }
+    };
+    let write = |message: &pb::Message, value: Vec<u8>| {
+        let id = uuid::Uuid::parse_str(&message.message_id).expect("uuid");
+        let db = db.clone();
+        async move {
+            message_row::Entity::update_many()
+                .col_expr(
+                    message_row::Column::Sealed,
+                    sea_orm::sea_query::Expr::value(value),
+                )
+                .filter(message_row::Column::Id.eq(id))
+                .exec(&db)
+                .await
+                .expect("tamper");
+        }
+    };
+    // Copy the first message's ciphertext into the second; flip a bit of the third.
+    write(&second, sealed(&first).await).await;
+    let mut flipped = sealed(&third).await;
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    write(&third, flipped).await;
+
+    let get = |message: &pb::Message| pb::GetMessageRequest {
+        conversation_id: id.clone(),
+        message_id: message.message_id.clone(),
+    };
+    assert_eq!(
+        body(
+            &alice
+                .get_message(get(&first))
+                .await
+                .expect("intact")
+                .into_inner()
+                .message
+                .expect("m")
+        ),
+        "first secret"
+    );
+    for tampered in [&second, &third] {
+        let status = alice
+            .get_message(get(tampered))
+            .await
+            .expect_err("tampered");
+        assert_eq!(status.code(), Code::DataLoss);
+        assert!(!status.message().contains("secret"), "{}", status.message());
+    }
+    let status = alice
+        .list_messages(pb::ListMessagesRequest {
+            conversation_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a page with tampered rows");
+    assert_eq!(status.code(), Code::DataLoss);
+    let status = alice
+        .search_messages(query("third"))
+        .await
+        .expect_err("a hit with a tampered row");
+    assert_eq!(status.code(), Code::DataLoss);
+}
+
+async fn key_rotation_keeps_old_and_new_readable_then_reencrypts(backend: Backend) {
+    use message_service::keys::Keyring;
+    use message_service::rotation;
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "Rotation").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let mut old = Vec::new();
+    for index in 0..5 {
+        old.push(send(&mut alice, text(&id, &format!("old words {index}"))).await);
+    }
+    alice
+        .update_message(pb::UpdateMessageRequest {
+            conversation_id: id.clone(),
+            message_id: old[0].message_id.clone(),
+            content: Some(pb::update_message_request::Content::Text(
+                "old words edited".to_owned(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("edit");
+    let db = message_service::store::connect(&harness.message_database.settings)
+        .await
+        .expect("db");
+    let keys = Keyring::open(&db, &messaging_e2e::test_encryption(), Mode::Production)
+        .await
+        .expect("keys");
+    let versions = |db: sea_orm::DatabaseConnection| async move {
+        let mut versions: Vec<Option<i32>> = message_row::Entity::find()
+            .filter(message_row::Column::TenantId.eq(TENANT))
+            .all(&db)
+            .await
+            .expect("rows")
+            .into_iter()
+            .map(|row| row.key_version)
+            .chain(
+                revision_row::Entity::find()
+                    .all(&db)
+                    .await
+                    .expect("revisions")
+                    .into_iter()
+                    .map(|row| row.key_version),
+            )
+            .collect();
+        versions.sort();
+        versions.dedup();
+        versions
+    };
+    assert_eq!(versions(db.clone()).await, [Some(1)]);
+    assert_eq!(keys.rotate(&db, TENANT).await.expect("rotate"), 2);
+    // New writes use the new version at once; old and new both read back.
+    let new = send(&mut alice, text(&id, "new words")).await;
+    assert_eq!(versions(db.clone()).await, [Some(1), Some(2)]);
+    let stale = rotation::stale(&db, &keys, TENANT).await.expect("stale");
+    assert_eq!((stale.messages, stale.revisions), (5, 1));
+    let page = alice
+        .list_messages(pb::ListMessagesRequest {
+            conversation_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .messages;
+    assert_eq!(page.len(), 6);
+    assert_eq!(body(&page[0]), "new words");
+    assert_eq!(body(&page[5]), "old words edited");
+    // Re-encrypt in batches of 2, with traffic in between.
+    let mut batches = 0;
+    loop {
+        let rewritten = rotation::reencrypt_batch(&db, &keys, TENANT, 2)
+            .await
+            .expect("batch");
+        if rewritten == 0 {
+            break;
+        }
+        batches += 1;
+        send(&mut alice, text(&id, "during re-encryption")).await;
+    }
+    assert!(batches >= 3, "{batches} batches");
+    assert_eq!(
+        rotation::stale(&db, &keys, TENANT)
+            .await
+            .expect("stale")
+            .total(),
+        0
+    );
+    assert_eq!(versions(db.clone()).await, [Some(2)]);
+    // Everything still reads and is still found.
+    let ids = found(&mut alice, query("words")).await;
+    assert_eq!(ids.len(), 6);
+    assert!(ids.contains(&new.message_id) && ids.contains(&old[4].message_id));
+    let revisions = alice
+        .list_message_revisions(pb::ListMessageRevisionsRequest {
+            conversation_id: id.clone(),
+            message_id: old[0].message_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("revisions")
+        .into_inner()
+        .revisions;
+    assert_eq!(
+        revisions[0].content,
+        Some(pb::message_revision::Content::Text(
+            "old words 0".to_owned()
+        ))
+    );
+}
+
+async fn start_up_refuses_wrong_missing_or_switched_off_keys(backend: Backend) {
+    let conversations = ConversationHarness::start(backend).await;
+    let database = messaging_e2e::TestDatabase::new(backend);
+    let settings = message_settings(&database, &conversations.server.url());
+    start_message_service(settings.clone())
+        .await
+        .stop()
+        .await
+        .expect("first start");
+    let refused = |change: &dyn Fn(&mut message_service::config::Settings)| {
+        let mut settings = settings.clone();
+        change(&mut settings);
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let result = tokio::time::timeout(
+                Duration::from_secs(30),
+                message_service::run(settings, listener, std::future::pending()),
+            )
+            .await
+            .expect("refuses at once");
+            format!("{:#}", result.expect_err("refused"))
+        }
+    };
+    let error = refused(&|s| {
+        s.message_service.encryption.master_key =
+            Some(Secret::new("b3RoZXItbWFzdGVyLWtleS1vZi0zMi1ieXRlcy4uLi4="));
+    })
+    .await;
+    assert!(error.contains("not the one"), "{error}");
+    let error = refused(&|s| s.message_service.encryption.master_key = None).await;
+    assert!(error.contains("no master key"), "{error}");
+    let error = refused(&|s| {
+        s.message_service.encryption.master_key = Some(Secret::new("c2hvcnQ="));
+    })
+    .await;
+    assert!(error.contains("master key"), "{error}");
+    let error = refused(&|s| s.message_service.encryption.enabled = Some(false)).await;
+    assert!(error.contains("holds encrypted data"), "{error}");
+    // Development mode defaults to off, and is refused the same way over encrypted data.
+    let error = refused(&|s| {
+        s.mode = Mode::Development;
+        s.message_service.encryption = Default::default();
+    })
+    .await;
+    assert!(error.contains("holds encrypted data"), "{error}");
+    // The right key still starts.
+    assert_eq!(
+        settings.message_service.encryption.master_key,
+        Some(Secret::new(TEST_MASTER_KEY))
+    );
+    start_message_service(settings)
+        .await
+        .stop()
+        .await
+        .expect("restart");
+}

@@ -29,6 +29,7 @@ backend_tests!(
     tampered_ciphertext_is_data_loss_never_text,
     key_rotation_keeps_old_and_new_readable_then_reencrypts,
     start_up_refuses_wrong_missing_or_switched_off_keys,
+    messagingctl_rotates_under_live_traffic,
 );
 
 const TENANT: &str = "acme";
@@ -847,4 +848,118 @@ async fn start_up_refuses_wrong_missing_or_switched_off_keys(backend: Backend) {
         .stop()
         .await
         .expect("restart");
+}
+
+/// A binary of the workspace, built next to the test binaries (`cargo test --workspace
+/// --all-targets` builds them).
+fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("test binary");
+    let folder = test
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target folder");
+    let path = folder.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+async fn messagingctl_rotates_under_live_traffic(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "Live").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let mut old = Vec::new();
+    for index in 0..120 {
+        old.push(send(&mut alice, text(&id, &format!("before rotation {index}"))).await);
+    }
+    let folder = tempfile::tempdir().expect("folder");
+    let config = folder.path().join("messaging.toml");
+    let database = &harness.message_database.settings;
+    let schema = database
+        .schema
+        .as_ref()
+        .map(|schema| format!(", schema = \"{schema}\""))
+        .unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"production\"\n[message_service]\ndatabase = {{ url = \"{}\"{schema} }}\n\
+             [message_service.encryption]\nmaster_key = \"{TEST_MASTER_KEY}\"\n",
+            database.url.expose()
+        ),
+    )
+    .expect("config");
+
+    // Live traffic: a sender that keeps going until told to stop, counting failures.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut sender = harness.client(TENANT, "bob");
+    let live_id = id.clone();
+    let traffic = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0_u32, Vec::new());
+        loop {
+            if stopped.try_recv().is_ok() {
+                return (sent, failed);
+            }
+            match sender.send_message(text(&live_id, "during rotation")).await {
+                Ok(_) => sent += 1,
+                Err(status) => failed.push(status),
+            }
+        }
+    });
+    let output = tokio::process::Command::new(workspace_binary("messagingctl"))
+        .arg("--config")
+        .arg(&config)
+        .args(["keys", "rotate", "--batch", "25"])
+        .output()
+        .await
+        .expect("messagingctl runs");
+    stop.send(()).expect("stop traffic");
+    let (sent, failed) = traffic.await.expect("traffic");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "messagingctl failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(failed.is_empty(), "sends failed during rotation: {failed:?}");
+    assert!(sent > 0, "no traffic ran");
+    assert!(
+        stdout.contains(&format!("{TENANT}: new writes now use key version 2")),
+        "{stdout}"
+    );
+    // Progress, batch by batch (no terminal here, so as lines), then the summary.
+    let progress = stdout
+        .lines()
+        .filter(|line| line.contains("rows re-encrypted"))
+        .count();
+    assert!(progress >= 4, "{stdout}");
+    assert!(stdout.contains("0 left on older versions"), "{stdout}");
+
+    let status = tokio::process::Command::new(workspace_binary("messagingctl"))
+        .arg("--config")
+        .arg(&config)
+        .args(["keys", "status"])
+        .output()
+        .await
+        .expect("status runs");
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout).trim(),
+        format!("{TENANT}: key version 2; 0 messages and 0 revisions on older versions")
+    );
+    for message in [&old[0], &old[119]] {
+        let got = alice
+            .get_message(pb::GetMessageRequest {
+                conversation_id: id.clone(),
+                message_id: message.message_id.clone(),
+            })
+            .await
+            .expect("readable after rotation")
+            .into_inner()
+            .message
+            .expect("m");
+        assert_eq!(body(&got), body(message));
+    }
 }

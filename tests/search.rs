@@ -30,6 +30,7 @@ backend_tests!(
     key_rotation_keeps_old_and_new_readable_then_reencrypts,
     start_up_refuses_wrong_missing_or_switched_off_keys,
     messagingctl_rotates_under_live_traffic,
+    switching_encryption_on_seals_rows_written_in_plaintext,
 );
 
 const TENANT: &str = "acme";
@@ -761,6 +762,24 @@ async fn key_rotation_keeps_old_and_new_readable_then_reencrypts(backend: Backen
         send(&mut alice, text(&id, "during re-encryption")).await;
     }
     assert!(batches >= 3, "{batches} batches");
+    // The stored content events (5 sends and the edit) move to the new key too, and replay.
+    assert_eq!(
+        rotation::reseal_events(&db, &keys, TENANT, 4)
+            .await
+            .expect("events"),
+        6
+    );
+    assert_eq!(
+        rotation::reseal_events(&db, &keys, TENANT, 4)
+            .await
+            .expect("events"),
+        0
+    );
+    let first_text = |event: &pb::Event| {
+        matches!(&event.payload, Some(pb::event::Payload::MessageCreated(created))
+            if created.message.as_ref().is_some_and(|m| body(m) == "old words 0"))
+    };
+    messaging_e2e::wait_for_event(&mut alice, first_text).await;
     assert_eq!(
         rotation::stale(&db, &keys, TENANT)
             .await
@@ -924,7 +943,10 @@ async fn messagingctl_rotates_under_live_traffic(backend: Backend) {
         "messagingctl failed: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(failed.is_empty(), "sends failed during rotation: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "sends failed during rotation: {failed:?}"
+    );
     assert!(sent > 0, "no traffic ran");
     assert!(
         stdout.contains(&format!("{TENANT}: new writes now use key version 2")),
@@ -962,4 +984,80 @@ async fn messagingctl_rotates_under_live_traffic(backend: Backend) {
             .expect("m");
         assert_eq!(body(&got), body(message));
     }
+}
+
+async fn switching_encryption_on_seals_rows_written_in_plaintext(backend: Backend) {
+    use message_service::keys::Keyring;
+    use message_service::rotation;
+    let conversations = ConversationHarness::start(backend).await;
+    let database = messaging_e2e::TestDatabase::new(backend);
+    let encrypted = message_settings(&database, &conversations.server.url());
+    let mut plain = encrypted.clone();
+    plain.message_service.encryption.enabled = Some(false);
+    let id = create_group(&mut conversations.client(TENANT, "alice"), "Before", &[]).await;
+
+    let server = start_message_service(plain).await;
+    let mut alice = messaging_e2e::message_client(&server, TENANT, "alice").await;
+    let message = send(&mut alice, text(&id, "written plainly")).await;
+    assert_eq!(
+        found(&mut alice, query("plainly")).await,
+        one(&message.message_id)
+    );
+    server.stop().await.expect("stop");
+
+    // Switched on: old rows still read, but their words were keyed with the development key.
+    let server = start_message_service(encrypted).await;
+    let mut alice = messaging_e2e::message_client(&server, TENANT, "alice").await;
+    let get = pb::GetMessageRequest {
+        conversation_id: id.clone(),
+        message_id: message.message_id.clone(),
+    };
+    let got = alice
+        .get_message(get.clone())
+        .await
+        .expect("readable")
+        .into_inner();
+    assert_eq!(body(&got.message.expect("m")), "written plainly");
+    assert!(found(&mut alice, query("plainly")).await.is_empty());
+
+    let db = message_service::store::connect(&database.settings)
+        .await
+        .expect("db");
+    let keys = Keyring::open(&db, &messaging_e2e::test_encryption(), Mode::Production)
+        .await
+        .expect("keys");
+    assert_eq!(keys.tenants().await.expect("tenants"), [TENANT]);
+    assert_eq!(
+        rotation::stale(&db, &keys, TENANT)
+            .await
+            .expect("stale")
+            .messages,
+        1
+    );
+    while rotation::reencrypt_batch(&db, &keys, TENANT, 10)
+        .await
+        .expect("batch")
+        > 0
+    {}
+    assert_eq!(
+        rotation::reseal_events(&db, &keys, TENANT, 10)
+            .await
+            .expect("events"),
+        1
+    );
+    let row =
+        message_row::Entity::find_by_id(uuid::Uuid::parse_str(&message.message_id).expect("id"))
+            .one(&db)
+            .await
+            .expect("row")
+            .expect("exists");
+    assert_eq!((row.key_version, row.text.as_deref()), (Some(1), None));
+    assert!(row.sealed.is_some());
+    assert_eq!(
+        found(&mut alice, query("plainly")).await,
+        one(&message.message_id)
+    );
+    let got = alice.get_message(get).await.expect("readable").into_inner();
+    assert_eq!(body(&got.message.expect("m")), "written plainly");
+    server.stop().await.expect("stop");
 }

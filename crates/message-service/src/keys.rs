@@ -303,15 +303,29 @@ impl Keyring {
         Ok(version)
     }
 
-    /// Every tenant that has a data key.
+    /// Every tenant that has a data key or rows stored in plaintext (written while
+    /// encryption was off).
     pub async fn tenants(&self) -> Result<Vec<String>, DbErr> {
+        use crate::store::entity::message;
+        use sea_orm::QuerySelect;
         let mut tenants: Vec<String> = tenant_key::Entity::find()
+            .select_only()
+            .column(tenant_key::Column::TenantId)
+            .distinct()
             .filter(tenant_key::Column::Kind.eq(DATA))
+            .into_tuple::<String>()
             .all(&self.inner.db)
-            .await?
-            .into_iter()
-            .map(|row| row.tenant_id)
-            .collect();
+            .await?;
+        tenants.extend(
+            message::Entity::find()
+                .select_only()
+                .column(message::Column::TenantId)
+                .distinct()
+                .filter(message::Column::KeyVersion.eq(0))
+                .into_tuple::<String>()
+                .all(&self.inner.db)
+                .await?,
+        );
         tenants.sort();
         tenants.dedup();
         Ok(tenants)

@@ -155,3 +155,72 @@ pub async fn reencrypt_batch(
     transaction.commit().await?;
     Ok(rewritten)
 }
+
+/// Kinds of stored events that carry message content, and so are sealed.
+const SEALED_KINDS: [&str; 2] = ["message.created", "message.edited"];
+
+/// Seals `tenant`'s stored content events (kept for `events.retention`) with its newest key:
+/// those sealed with older versions and those stored in plaintext while encryption was off.
+/// Walks them by insertion order in batches; a payload changed meanwhile is left alone.
+/// Returns how many it rewrote.
+pub async fn reseal_events(
+    db: &DatabaseConnection,
+    keys: &Keyring,
+    tenant: &str,
+    batch: u64,
+) -> Result<u64, KeyError> {
+    use messaging_platform::crypto;
+    use messaging_platform::outbox::{entity::event, open_sealed_payload, seal_payload};
+    let corrupt = |error: crypto::CryptoError| KeyError::Corrupt(error.to_string());
+    let mut after = 0_i64;
+    let mut rewritten = 0;
+    loop {
+        let transaction = messaging_platform::db::begin_write(db).await?;
+        let key = keys
+            .current(&transaction, tenant)
+            .await?
+            .ok_or(KeyError::Disabled)?;
+        let rows = event::Entity::find()
+            .filter(event::Column::TenantId.eq(tenant))
+            .filter(event::Column::Kind.is_in(SEALED_KINDS))
+            .filter(event::Column::Id.gt(after))
+            .order_by_asc(event::Column::Id)
+            .limit(batch)
+            .all(&transaction)
+            .await?;
+        let Some(last) = rows.last() else {
+            transaction.commit().await?;
+            return Ok(rewritten);
+        };
+        after = last.id;
+        for row in rows {
+            let plaintext = if crypto::is_sealed(&row.payload) {
+                let version = crypto::key_version(&row.payload).map_err(corrupt)?;
+                if version == key.version() {
+                    continue;
+                }
+                let old = keys.version(&transaction, tenant, version).await?;
+                open_sealed_payload(
+                    &old,
+                    tenant,
+                    row.conversation_id,
+                    row.event_id,
+                    &row.payload,
+                )
+                .map_err(corrupt)?
+            } else {
+                row.payload.clone()
+            };
+            let sealed = seal_payload(&key, tenant, row.conversation_id, row.event_id, &plaintext)
+                .map_err(corrupt)?;
+            let updated = event::Entity::update_many()
+                .col_expr(event::Column::Payload, Expr::value(sealed))
+                .filter(event::Column::Id.eq(row.id))
+                .filter(event::Column::Payload.eq(row.payload))
+                .exec(&transaction)
+                .await?;
+            rewritten += updated.rows_affected;
+        }
+        transaction.commit().await?;
+    }
+}

@@ -9,6 +9,12 @@ use sea_orm::DatabaseConnection;
 use crate::{KeysCommand, Settings};
 
 pub async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    if let KeysCommand::NewMasterKey = command {
+        use base64::Engine as _;
+        let key = messaging_platform::crypto::generate_key()?;
+        println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+        return Ok(());
+    }
     let service = &settings.message_service;
     if !service.encryption.is_enabled(settings.mode) {
         anyhow::bail!(
@@ -18,6 +24,7 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<()
     let db = message_service::store::connect(&service.database).await?;
     let keys = Keyring::open(&db, &service.encryption, settings.mode).await?;
     match command {
+        KeysCommand::NewMasterKey => {}
         KeysCommand::Status { tenant } => {
             for tenant in tenants(&keys, tenant).await? {
                 let stale = rotation::stale(&db, &keys, &tenant).await?;
@@ -89,6 +96,8 @@ async fn reencrypt(
             }
         }
         bar.finish();
+        let events = rotation::reseal_events(db, keys, tenant, batch.max(1)).await?;
+        println!("{tenant}: sealed {events} stored events with the newest key");
         let left = rotation::stale(db, keys, tenant).await?;
         println!(
             "{tenant}: re-encrypted {} rows; {} left on older versions{}",

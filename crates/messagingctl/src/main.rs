@@ -59,6 +59,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
+    /// Prints a new random master key (32 bytes, base64) for message_service.encryption.
+    NewMasterKey,
     /// Per tenant: the newest data key version and how many rows still use older ones.
     Status {
         /// Only this tenant (default: every tenant with keys).

@@ -217,6 +217,17 @@ pub fn seal_payload(
     key.seal(&payload_binding(tenant, conversation, event_id), payload)
 }
 
+/// Opens what [`seal_payload`] sealed for the same tenant, conversation and event id.
+pub fn open_sealed_payload(
+    key: &DataKey,
+    tenant: &str,
+    conversation: Uuid,
+    event_id: Uuid,
+    sealed: &[u8],
+) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+    key.open(&payload_binding(tenant, conversation, event_id), sealed)
+}
+
 async fn open_payload<'a>(
     bus: &EventBus,
     transaction: Option<&sea_orm::DatabaseTransaction>,
@@ -231,8 +242,11 @@ async fn open_payload<'a>(
         .ok_or("the payload is sealed and no keys are configured")?;
     let version = crate::crypto::key_version(&row.payload).map_err(|error| error.to_string())?;
     let key = keys.data_key(transaction, &row.tenant_id, version).await?;
-    key.open(
-        &payload_binding(&row.tenant_id, row.conversation_id, row.event_id),
+    open_sealed_payload(
+        &key,
+        &row.tenant_id,
+        row.conversation_id,
+        row.event_id,
         &row.payload,
     )
     .map(std::borrow::Cow::Owned)

@@ -1061,3 +1061,58 @@ async fn switching_encryption_on_seals_rows_written_in_plaintext(backend: Backen
     assert_eq!(body(&got.message.expect("m")), "written plainly");
     server.stop().await.expect("stop");
 }
+
+/// The same data gives the same hits, order, scores and snippets on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_give_the_same_results() {
+    if !messaging_e2e::postgres_or_skip().await {
+        return;
+    }
+    let corpus = [
+        "Deploying the new search service tonight",
+        "deploy deploy deploy",
+        "The café on the corner serves the best espresso",
+        "Search results should rank short messages higher when words repeat: search search",
+        "Running late, start the deploy without me",
+        "nothing relevant here",
+        "Naïve résumé parsing broke the deploy pipeline again and again today",
+    ];
+    let queries = [
+        "deploy",
+        "search",
+        "CAFE espresso",
+        "run",
+        "resume",
+        "deploy again",
+        "zzz",
+    ];
+    let mut results = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let harness = MessagingHarness::start(backend).await;
+        let id = pair(&harness, "Same").await;
+        let mut alice = harness.client(TENANT, "alice");
+        let mut position = std::collections::HashMap::new();
+        for (index, body) in corpus.iter().enumerate() {
+            position.insert(send(&mut alice, text(&id, body)).await.message_id, index);
+        }
+        let mut answers = Vec::new();
+        for words in queries {
+            let hits: Vec<(usize, String, String)> = search(&mut alice, query(words))
+                .await
+                .into_iter()
+                .map(|hit| {
+                    let message = hit.message.expect("message");
+                    (
+                        position[&message.message_id],
+                        format!("{:.3}", hit.score),
+                        hit.snippet,
+                    )
+                })
+                .collect();
+            answers.push((words, hits));
+        }
+        results.push(answers);
+    }
+    assert!(!results[0].iter().all(|(_, hits)| hits.is_empty()));
+    assert_eq!(results[0], results[1]);
+}

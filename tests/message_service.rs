@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use messaging_e2e::{
     Backend, MessageClient, MessagingHarness, RunningServer, backend_tests, create_direct,
-    create_group, text_message as text, violated_fields,
+    create_group, remove_participant, send, text_message as text, violated_fields,
 };
 use messaging_proto::conversation::v1::{self as conversation, ConversationType, Role};
 use messaging_proto::message::v1::{self as pb, ListDirection};
@@ -40,16 +40,6 @@ async fn team(harness: &MessagingHarness) -> String {
         ("vic", Role::Viewer),
     ];
     create_group(&mut alice, "Team", &members).await
-}
-
-async fn send(client: &mut MessageClient, request: pb::SendMessageRequest) -> pb::Message {
-    client
-        .send_message(request)
-        .await
-        .expect("send")
-        .into_inner()
-        .message
-        .expect("message")
 }
 
 fn body(message: &pb::Message) -> &str {
@@ -931,13 +921,7 @@ async fn roles_and_membership_decide_access(backend: Backend) {
     assert_eq!(code(bob.send_message(text(&id, "back")).await), Code::Ok);
 
     // Removed: access ends.
-    alice_conversations
-        .remove_participant(conversation::RemoveParticipantRequest {
-            conversation_id: id.clone(),
-            user_id: "bob".to_owned(),
-        })
-        .await
-        .expect("remove");
+    remove_participant(&mut alice_conversations, &id, "bob").await;
     assert_eq!(
         code(bob.send_message(text(&id, "still here?")).await),
         Code::NotFound
@@ -1327,13 +1311,7 @@ async fn removed_participants_lose_access_within_the_cache_ttl(backend: Backend)
     let mut bob = harness.client(TENANT, "bob");
     send(&mut bob, text(&id, "cached now")).await;
     let mut alice = harness.conversations.client(TENANT, "alice");
-    alice
-        .remove_participant(conversation::RemoveParticipantRequest {
-            conversation_id: id.clone(),
-            user_id: "bob".to_owned(),
-        })
-        .await
-        .expect("remove");
+    remove_participant(&mut alice, &id, "bob").await;
     let removed_at = std::time::Instant::now();
     // Wait on the condition (access gone), with the staleness bound plus slack as the deadline.
     let deadline = removed_at + ttl + Duration::from_secs(2);

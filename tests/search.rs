@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use messaging_e2e::{
     Backend, ConversationHarness, MessageClient, MessagingHarness, TEST_MASTER_KEY, backend_tests,
-    create_group, message_settings, start_message_service, text_message as text, violated_fields,
+    create_group, message_settings, remove_participant, send, start_message_service,
+    text_message as text, violated_fields,
 };
 use messaging_platform::config::{Mode, Secret};
 use messaging_proto::conversation::v1::{self as conversation, Role};
@@ -35,14 +36,50 @@ backend_tests!(
 
 const TENANT: &str = "acme";
 
-async fn send(client: &mut MessageClient, request: pb::SendMessageRequest) -> pb::Message {
+async fn edit(client: &mut MessageClient, message: &pb::Message, body: &str) -> pb::Message {
     client
-        .send_message(request)
+        .update_message(pb::UpdateMessageRequest {
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.message_id.clone(),
+            content: Some(pb::update_message_request::Content::Text(body.to_owned())),
+            ..Default::default()
+        })
         .await
-        .expect("send")
+        .expect("edit")
         .into_inner()
         .message
         .expect("message")
+}
+
+async fn get(client: &mut MessageClient, message: &pb::Message) -> pb::Message {
+    client
+        .get_message(pb::GetMessageRequest {
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.message_id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .message
+        .expect("message")
+}
+
+/// The text of a message's first revision.
+async fn first_revision(client: &mut MessageClient, message: &pb::Message) -> String {
+    let revisions = client
+        .list_message_revisions(pb::ListMessageRevisionsRequest {
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.message_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("revisions")
+        .into_inner()
+        .revisions;
+    match &revisions.first().expect("a revision").content {
+        Some(pb::message_revision::Content::Text(text)) => text.clone(),
+        other => panic!("not text: {other:?}"),
+    }
 }
 
 fn query(words: &str) -> pb::SearchMessagesRequest {
@@ -111,20 +148,7 @@ async fn canary_words_are_nowhere_at_rest_yet_found(backend: Backend) {
         .metadata
         .insert("note".to_owned(), "Quokkazebra lives here".to_owned());
     let message = send(&mut alice, request).await;
-    let edited = alice
-        .update_message(pb::UpdateMessageRequest {
-            conversation_id: id.clone(),
-            message_id: message.message_id.clone(),
-            content: Some(pb::update_message_request::Content::Text(
-                "Now it is about Pangolinfjord".to_owned(),
-            )),
-            ..Default::default()
-        })
-        .await
-        .expect("edit")
-        .into_inner()
-        .message
-        .expect("message");
+    let edited = edit(&mut alice, &message, "Now it is about Pangolinfjord").await;
     assert_eq!(body(&edited), "Now it is about Pangolinfjord");
     assert_eq!(edited.metadata["note"], "Quokkazebra lives here");
 
@@ -137,32 +161,11 @@ async fn canary_words_are_nowhere_at_rest_yet_found(backend: Backend) {
     assert_eq!(hits[0].snippet, "Now it is about \u{2}Pangolinfjord\u{3}");
     // The old words stopped matching; the revision still reads back.
     assert!(found(&mut alice, query("Xylophonequartz")).await.is_empty());
-    let revisions = alice
-        .list_message_revisions(pb::ListMessageRevisionsRequest {
-            conversation_id: id.clone(),
-            message_id: message.message_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("revisions")
-        .into_inner()
-        .revisions;
     assert_eq!(
-        revisions[0].content,
-        Some(pb::message_revision::Content::Text(
-            "The first draft mentions Xylophonequartz twice: xylophonequartz!".to_owned()
-        ))
+        first_revision(&mut alice, &message).await,
+        "The first draft mentions Xylophonequartz twice: xylophonequartz!"
     );
-    let got = alice
-        .get_message(pb::GetMessageRequest {
-            conversation_id: id.clone(),
-            message_id: message.message_id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .message
-        .expect("message");
+    let got = get(&mut alice, &message).await;
     assert_eq!(got.metadata["note"], "Quokkazebra lives here");
 
     let stored = harness.message_database.at_rest();
@@ -388,17 +391,7 @@ async fn edits_deletes_and_membership_change_what_is_found(backend: Backend) {
     let mut alice = harness.client(TENANT, "alice");
     let mut bob = harness.client(TENANT, "bob");
     let message = send(&mut alice, text(&id, "alpha beta")).await;
-    alice
-        .update_message(pb::UpdateMessageRequest {
-            conversation_id: id.clone(),
-            message_id: message.message_id.clone(),
-            content: Some(pb::update_message_request::Content::Text(
-                "gamma beta".to_owned(),
-            )),
-            ..Default::default()
-        })
-        .await
-        .expect("edit");
+    edit(&mut alice, &message, "gamma beta").await;
     assert!(found(&mut alice, query("alpha")).await.is_empty());
     assert_eq!(
         found(&mut alice, query("gamma")).await,
@@ -421,13 +414,7 @@ async fn edits_deletes_and_membership_change_what_is_found(backend: Backend) {
     let kept = send(&mut alice, text(&id, "omega news")).await;
     assert_eq!(found(&mut bob, query("omega")).await, one(&kept.message_id));
     let mut owner = harness.conversations.client(TENANT, "alice");
-    owner
-        .remove_participant(conversation::RemoveParticipantRequest {
-            conversation_id: id.clone(),
-            user_id: "bob".to_owned(),
-        })
-        .await
-        .expect("remove");
+    remove_participant(&mut owner, &id, "bob").await;
     assert!(found(&mut bob, query("omega")).await.is_empty());
     let explicit = || pb::SearchMessagesRequest {
         conversation_ids: vec![id.clone()],
@@ -692,17 +679,7 @@ async fn key_rotation_keeps_old_and_new_readable_then_reencrypts(backend: Backen
     for index in 0..5 {
         old.push(send(&mut alice, text(&id, &format!("old words {index}"))).await);
     }
-    alice
-        .update_message(pb::UpdateMessageRequest {
-            conversation_id: id.clone(),
-            message_id: old[0].message_id.clone(),
-            content: Some(pb::update_message_request::Content::Text(
-                "old words edited".to_owned(),
-            )),
-            ..Default::default()
-        })
-        .await
-        .expect("edit");
+    edit(&mut alice, &old[0], "old words edited").await;
     let db = message_service::store::connect(&harness.message_database.settings)
         .await
         .expect("db");
@@ -792,22 +769,7 @@ async fn key_rotation_keeps_old_and_new_readable_then_reencrypts(backend: Backen
     let ids = found(&mut alice, query("words")).await;
     assert_eq!(ids.len(), 6);
     assert!(ids.contains(&new.message_id) && ids.contains(&old[4].message_id));
-    let revisions = alice
-        .list_message_revisions(pb::ListMessageRevisionsRequest {
-            conversation_id: id.clone(),
-            message_id: old[0].message_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("revisions")
-        .into_inner()
-        .revisions;
-    assert_eq!(
-        revisions[0].content,
-        Some(pb::message_revision::Content::Text(
-            "old words 0".to_owned()
-        ))
-    );
+    assert_eq!(first_revision(&mut alice, &old[0]).await, "old words 0");
 }
 
 async fn start_up_refuses_wrong_missing_or_switched_off_keys(backend: Backend) {
@@ -972,17 +934,7 @@ async fn messagingctl_rotates_under_live_traffic(backend: Backend) {
         format!("{TENANT}: key version 2; 0 messages and 0 revisions on older versions")
     );
     for message in [&old[0], &old[119]] {
-        let got = alice
-            .get_message(pb::GetMessageRequest {
-                conversation_id: id.clone(),
-                message_id: message.message_id.clone(),
-            })
-            .await
-            .expect("readable after rotation")
-            .into_inner()
-            .message
-            .expect("m");
-        assert_eq!(body(&got), body(message));
+        assert_eq!(body(&get(&mut alice, message).await), body(message));
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use messaging_e2e::{
     Backend, MessageClient, MessagingHarness, backend_tests, create_direct, create_group,
-    is_conversation_event, text_message as text, wait_for_participant,
+    is_conversation_event, remove_participant, text_message as text, wait_for_participant,
 };
 use messaging_proto::conversation::v1::{self as conversation, Role};
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
@@ -334,13 +334,7 @@ async fn removed_participants_stop_receiving(backend: Backend) {
         Some("for bob")
     );
     let mut conversations = harness.conversations.client(TENANT, "alice");
-    conversations
-        .remove_participant(conversation::RemoveParticipantRequest {
-            conversation_id: id.clone(),
-            user_id: "bob".to_owned(),
-        })
-        .await
-        .expect("remove");
+    remove_participant(&mut conversations, &id, "bob").await;
     alice
         .send_message(text(&id, "not for bob"))
         .await
@@ -426,13 +420,7 @@ async fn membership_changes_arrive_and_take_effect_at_once(backend: Backend) {
         })
         .await
         .expect("unarchive");
-    owner
-        .remove_participant(conversation::RemoveParticipantRequest {
-            conversation_id: id.clone(),
-            user_id: "bob".to_owned(),
-        })
-        .await
-        .expect("remove");
+    remove_participant(&mut owner, &id, "bob").await;
 
     let mut seen = Vec::new();
     let mut positions = Vec::new();

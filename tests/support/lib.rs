@@ -592,6 +592,33 @@ pub fn text_message(
     }
 }
 
+/// Sends `request`, expecting success; returns the message.
+pub async fn send(
+    client: &mut MessageClient,
+    request: messaging_proto::message::v1::SendMessageRequest,
+) -> messaging_proto::message::v1::Message {
+    client
+        .send_message(request)
+        .await
+        .expect("send")
+        .into_inner()
+        .message
+        .expect("message")
+}
+
+/// Removes `user` from `conversation` as `client`'s user, expecting success.
+pub async fn remove_participant(client: &mut ConversationClient, conversation: &str, user: &str) {
+    client
+        .remove_participant(
+            messaging_proto::conversation::v1::RemoveParticipantRequest {
+                conversation_id: conversation.to_owned(),
+                user_id: user.to_owned(),
+            },
+        )
+        .await
+        .expect("remove participant");
+}
+
 /// Creates a DIRECT conversation of the client's user with `other`; returns its id.
 pub async fn create_direct(client: &mut ConversationClient, other: &str) -> String {
     use messaging_proto::conversation::v1 as conversation;

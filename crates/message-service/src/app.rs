@@ -515,20 +515,15 @@ impl Messages {
             .require(caller, request.conversation, Action::Read)
             .await?;
         let filter = &request.filter;
+        let [sender, thread, attachments, start, end] = filter.fingerprint_parts();
         let fingerprint = pagination::fingerprint(&[
             "messages",
             &request.conversation.to_string(),
-            filter.sender.as_deref().unwrap_or(""),
-            &filter.thread.map(|id| id.to_string()).unwrap_or_default(),
-            if filter.has_attachments { "1" } else { "0" },
-            &filter
-                .start
-                .map(|time| time.timestamp_micros().to_string())
-                .unwrap_or_default(),
-            &filter
-                .end
-                .map(|time| time.timestamp_micros().to_string())
-                .unwrap_or_default(),
+            &sender,
+            &thread,
+            &attachments,
+            &start,
+            &end,
         ]);
         let cursor: Option<Cursor> =
             pagination::decode("page_token", &request.page_token, &fingerprint)?;
@@ -1026,6 +1021,7 @@ impl Messages {
         let mut conversations: Vec<String> =
             request.conversations.iter().map(Uuid::to_string).collect();
         conversations.sort();
+        let [sender, thread, attachments, start, end] = filter.fingerprint_parts();
         let fingerprint = pagination::fingerprint(&[
             "search",
             &request.query,
@@ -1036,17 +1032,11 @@ impl Messages {
                 .collect::<Vec<_>>()
                 .join(","),
             &conversations.join(","),
-            filter.sender.as_deref().unwrap_or(""),
-            &filter.thread.map(|id| id.to_string()).unwrap_or_default(),
-            if filter.has_attachments { "1" } else { "0" },
-            &filter
-                .start
-                .map(|time| time.timestamp_micros().to_string())
-                .unwrap_or_default(),
-            &filter
-                .end
-                .map(|time| time.timestamp_micros().to_string())
-                .unwrap_or_default(),
+            &sender,
+            &thread,
+            &attachments,
+            &start,
+            &end,
         ]);
         let cursor: Option<(i64, i64, Uuid)> =
             pagination::decode("page_token", &request.page_token, &fingerprint)?;

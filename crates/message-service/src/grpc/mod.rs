@@ -119,6 +119,19 @@ fn mentions(violations: &mut FieldViolations, field: &str, ids: &[String]) -> Ve
         .collect()
 }
 
+/// `conversation_ids` of Subscribe and SearchMessages: at most 1,000 UUIDs.
+fn conversation_ids(violations: &mut FieldViolations, ids: &[String]) -> Vec<uuid::Uuid> {
+    if ids.len() > app::MAX_UNREAD_CONVERSATIONS {
+        violations.add("conversation_ids", "at most 1000 conversations");
+    }
+    ids.iter()
+        .enumerate()
+        .filter_map(|(index, id)| {
+            violations.check(resource_id(&format!("conversation_ids[{index}]"), id))
+        })
+        .collect()
+}
+
 /// The filter fields ListMessages and SearchMessages share.
 struct FilterFields<'a> {
     sender_id: &'a str,
@@ -708,17 +721,7 @@ impl MessageService for MessageGrpc {
                 }
                 let client_tokens =
                     client_tokens(&mut violations, "search_tokens", &request.search_tokens);
-                if request.conversation_ids.len() > app::MAX_UNREAD_CONVERSATIONS {
-                    violations.add("conversation_ids", "at most 1000 conversations");
-                }
-                let conversations: Vec<uuid::Uuid> = request
-                    .conversation_ids
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(index, id)| {
-                        violations.check(resource_id(&format!("conversation_ids[{index}]"), id))
-                    })
-                    .collect();
+                let conversations = conversation_ids(&mut violations, &request.conversation_ids);
                 let filter = message_filter(
                     &mut violations,
                     FilterFields {
@@ -784,17 +787,7 @@ impl MessageService for MessageGrpc {
                         &request.resume_position,
                     ))
                     .flatten();
-                if request.conversation_ids.len() > app::MAX_UNREAD_CONVERSATIONS {
-                    violations.add("conversation_ids", "at most 1000 conversations");
-                }
-                let conversations: Vec<uuid::Uuid> = request
-                    .conversation_ids
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(index, id)| {
-                        violations.check(resource_id(&format!("conversation_ids[{index}]"), id))
-                    })
-                    .collect();
+                let conversations = conversation_ids(&mut violations, &request.conversation_ids);
                 violations.finish()?;
                 streams::subscribe(&self.app, &self.streams, caller, resume, conversations).await
             }

@@ -249,6 +249,24 @@ pub struct MessageFilter {
     pub end: Option<DateTime<Utc>>,
 }
 
+impl MessageFilter {
+    /// The filter as strings, for page-token fingerprints: a token is valid only with the
+    /// filter it was made for.
+    pub fn fingerprint_parts(&self) -> [String; 5] {
+        let micros = |time: Option<DateTime<Utc>>| {
+            time.map(|time| time.timestamp_micros().to_string())
+                .unwrap_or_default()
+        };
+        [
+            self.sender.clone().unwrap_or_default(),
+            self.thread.map(|id| id.to_string()).unwrap_or_default(),
+            if self.has_attachments { "1" } else { "0" }.to_owned(),
+            micros(self.start),
+            micros(self.end),
+        ]
+    }
+}
+
 /// A range of sequences, exclusive at both ends, and the order to walk it.
 #[derive(Debug, Clone, Copy)]
 pub struct SequenceRange {

@@ -20,14 +20,17 @@ build:
 ## Runs the whole suite: unit, store and end-to-end tests on SQLite and PostgreSQL.
 ## Set CI=true to fail (not skip) when PostgreSQL is unreachable.
 test:
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --all-targets
 
 ## Load generator over real gRPC with same-run baselines; PostgreSQL and NATS when reachable.
 ## Results: the table, target/bench/results.json and target/bench/latency.svg.
 bench:
+	$(CARGO) build --release -p message-service --bins
 	$(CARGO) run --release -p messaging-bench -- --profile quick
 
 bench-full:
+	$(CARGO) build --release -p message-service --bins
 	$(CARGO) run --release -p messaging-bench -- --profile full
 
 lint: fmt-check clippy buf-lint

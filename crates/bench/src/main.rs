@@ -8,7 +8,9 @@
 //! `<out>/latency.svg`.
 
 mod report;
+mod seed;
 mod setup;
+mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,10 +34,11 @@ struct Cli {
     /// `quick` (under 5 minutes) or `full`.
     #[arg(long, default_value = "quick")]
     profile: String,
-    /// Scenarios to run, comma-separated: floors, send, fanout, unread.
+    /// Scenarios to run, comma-separated: floors, send, fanout, unread, history, search,
+    /// streams.
     #[arg(
         long,
-        default_value = "floors,send,fanout,unread",
+        default_value = "floors,send,fanout,unread,history,search,streams",
         value_delimiter = ','
     )]
     scenarios: Vec<String>,
@@ -48,6 +51,9 @@ struct Cli {
     /// Messages per second the fanout scenario's sender sends.
     #[arg(long, default_value_t = 20)]
     fanout_rate: u32,
+    /// Idle streams of the streams scenario.
+    #[arg(long, default_value_t = 10_000)]
+    idle_streams: usize,
     /// Use SQLite even when PostgreSQL is reachable.
     #[arg(long)]
     embedded: bool,
@@ -131,6 +137,142 @@ where
         errors.load(Ordering::Relaxed),
         concurrency,
     )
+}
+
+/// Seeds one conversation per history depth (10^3, 10^4, 10^5 quick; 10^3, 10^5, 10^6 full)
+/// in bulk, then measures ListMessages pages of 50 from the newest and from the oldest end of
+/// each, and SearchMessages over all of it (the tenant's messages) with queries of medium and
+/// rare words, one and two words, at 1 request in flight.
+async fn history_and_search(
+    deployment: &Deployment,
+    report: &mut Report,
+    profile: &str,
+    phase: Duration,
+    wants: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let sizes: &[u64] = if profile == "full" {
+        &[1_000, 100_000, 1_000_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
+    let vocabulary = Arc::new(seed::Vocabulary::new(20_000));
+    let (db, keys) = deployment.message_store().await?;
+    let ids = deployment
+        .create_groups("hilda", &["seeder"], sizes.len())
+        .await?;
+    let total: u64 = sizes.iter().sum();
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} ({per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix("seeding messages");
+    let seeded = Instant::now();
+    let mut done = 0;
+    for (id, size) in ids.iter().zip(sizes) {
+        let conversation = uuid::Uuid::parse_str(id)?;
+        seed::messages(
+            &db,
+            &keys,
+            conversation,
+            "seeder",
+            *size,
+            &vocabulary,
+            &|written| bar.set_position(done + written),
+        )
+        .await?;
+        done += size;
+    }
+    bar.finish_and_clear();
+    deployment.analyze().await?;
+    report.note(
+        "seeded",
+        format!(
+            "{total} messages (encrypted, indexed) in {:.1} s, {:.0}/s, then ANALYZE",
+            seeded.elapsed().as_secs_f64(),
+            total as f64 / seeded.elapsed().as_secs_f64()
+        ),
+    );
+    let client = deployment.message_client("hilda");
+    if wants("history") {
+        let mut pages = Vec::new();
+        for (id, size) in ids.iter().zip(sizes) {
+            for (label, start_sequence) in [("newest", 0_i64), ("oldest", 50)] {
+                let client = client.clone();
+                let conversation_id = id.clone();
+                let measurement = load(
+                    &format!("history {size}, {label} page"),
+                    1,
+                    phase,
+                    move |_| {
+                        let mut client = client.clone();
+                        let conversation_id = conversation_id.clone();
+                        async move {
+                            client
+                                .list_messages(pb::ListMessagesRequest {
+                                    conversation_id,
+                                    page_size: 50,
+                                    start_sequence,
+                                    ..Default::default()
+                                })
+                                .await
+                                .is_ok_and(|page| page.into_inner().messages.len() == 50)
+                        }
+                    },
+                )
+                .await;
+                pages.push(measurement.p50_ms);
+                report.push(measurement);
+            }
+        }
+        let shallowest = pages.iter().copied().fold(f64::INFINITY, f64::min);
+        let deepest = pages.iter().copied().fold(0.0, f64::max);
+        report.note(
+            "history: slowest / fastest page p50",
+            format!(
+                "{:.2} (target at most 1.5; {:.2} ms / {:.2} ms)",
+                deepest / shallowest.max(f64::EPSILON),
+                deepest,
+                shallowest
+            ),
+        );
+    }
+    if wants("search") {
+        // Medium words (ranks 100 to 1,000), rare words (5,000 to 20,000), and pairs.
+        let mut queries = Vec::new();
+        for index in 0..40 {
+            queries.push(vocabulary.word(100 + index * 23).to_owned());
+            queries.push(vocabulary.word(5_000 + index * 373).to_owned());
+            queries.push(format!(
+                "{} {}",
+                vocabulary.word(100 + index * 17),
+                vocabulary.word(300 + index * 31)
+            ));
+        }
+        let queries = Arc::new(queries);
+        report.push(
+            load(
+                &format!("search ({total} messages)"),
+                1,
+                phase,
+                move |index| {
+                    let mut client = client.clone();
+                    let query =
+                        queries[usize::try_from(index).unwrap_or(0) % queries.len()].clone();
+                    async move {
+                        client
+                            .search_messages(pb::SearchMessagesRequest {
+                                query,
+                                ..Default::default()
+                            })
+                            .await
+                            .is_ok()
+                    }
+                },
+            )
+            .await,
+        );
+    }
+    Ok(())
 }
 
 /// `subscribers` users subscribe to one conversation; one sender sends `rate` messages a
@@ -395,6 +537,24 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
             .await,
+        );
+    }
+
+    if wants("history") || wants("search") {
+        history_and_search(&deployment, &mut report, &cli.profile, phase, &wants).await?;
+    }
+
+    if wants("streams") {
+        let memory = streams::idle_memory(&deployment, cli.idle_streams).await?;
+        report.note(
+            &format!("streams: {} idle Subscribe streams", cli.idle_streams),
+            format!(
+                "{:.1} KiB per stream (message-service resident memory {:.1} MiB before, {:.1} MiB after; opened in {:.1} s)",
+                memory.per_stream_bytes / 1024.0,
+                memory.before_bytes as f64 / 1_048_576.0,
+                memory.after_bytes as f64 / 1_048_576.0,
+                memory.opened_in.as_secs_f64()
+            ),
         );
     }
 

@@ -23,6 +23,8 @@ pub struct Measurement {
     pub per_second: f64,
     /// Latency percentiles in milliseconds.
     pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
     /// 99.9th percentile.
@@ -46,6 +48,7 @@ impl Measurement {
             errors,
             per_second: histogram.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
             p50_ms: ms(0.5),
+            p95_ms: ms(0.95),
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
         }
@@ -61,6 +64,8 @@ pub struct Report {
     machine: String,
     started_at: String,
     measurements: Vec<Measurement>,
+    /// Figures that are not latencies (memory per stream, seeding time, depth ratios).
+    notes: Vec<(String, String)>,
 }
 
 fn machine() -> String {
@@ -86,16 +91,24 @@ impl Report {
             machine: machine(),
             started_at: chrono::Utc::now().to_rfc3339(),
             measurements: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// Records a figure that is not a latency, and prints it.
+    pub fn note(&mut self, name: &str, value: String) {
+        println!("  {name}: {value}");
+        self.notes.push((name.to_owned(), value));
     }
 
     /// Adds a measurement and prints its line.
     pub fn push(&mut self, measurement: Measurement) {
         println!(
-            "  {:<30} {:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  errors {}",
+            "  {:<30} {:>9.0}/s  p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  errors {}",
             measurement.name,
             measurement.per_second,
             measurement.p50_ms,
+            measurement.p95_ms,
             measurement.p99_ms,
             measurement.p999_ms,
             measurement.errors
@@ -117,10 +130,11 @@ impl Report {
             self.profile, self.backend, self.machine, self.concurrency
         );
         println!(
-            "{:<30} {:>10} {:>9} {:>9} {:>9} {:>7} {:>14} {:>14}",
+            "{:<30} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>14} {:>14}",
             "scenario",
             "ops/s",
             "p50 ms",
+            "p95 ms",
             "p99 ms",
             "p999 ms",
             "errors",
@@ -137,16 +151,20 @@ impl Report {
                 format!("{:.1}x", measurement.p99_ms / floor.max(f64::EPSILON))
             });
             println!(
-                "{:<30} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>14} {:>14}",
+                "{:<30} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>14} {:>14}",
                 measurement.name,
                 measurement.per_second,
                 measurement.p50_ms,
+                measurement.p95_ms,
                 measurement.p99_ms,
                 measurement.p999_ms,
                 measurement.errors,
                 throughput,
                 latency
             );
+        }
+        for (name, value) in &self.notes {
+            println!("{name}: {value}");
         }
     }
 

@@ -13,7 +13,8 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-const TENANT: &str = "bench";
+/// The tenant every scenario runs in.
+pub const TENANT: &str = "bench";
 
 /// Adds a bearer token to every call.
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct Deployment {
     message_database: DatabaseSettings,
     conversation_database: DatabaseSettings,
     issuer: TokenIssuer,
+    /// The deployment's settings, for a second message-service process.
+    pub message_settings: message_service::config::Settings,
     shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
     schemas: Vec<String>,
     postgres_url: Option<String>,
@@ -170,6 +173,7 @@ impl Deployment {
                 ..Default::default()
             };
         }
+        let message_settings_copy = message_settings.clone();
         let (_, message_channel, stop_messages) = serve(move |listener, shutdown| {
             message_service::run(message_settings, listener, async move {
                 let _ = shutdown.await;
@@ -183,6 +187,7 @@ impl Deployment {
             message_database,
             conversation_database,
             issuer: TokenIssuer::from_settings(&auth)?,
+            message_settings: message_settings_copy,
             shutdown: vec![stop_messages, stop_conversations],
             schemas: postgres
                 .as_ref()
@@ -302,6 +307,29 @@ impl Deployment {
             connection.close().await?;
         }
         Ok(())
+    }
+
+    /// message-service's database and its keys, for seeding.
+    pub async fn message_store(
+        &self,
+    ) -> anyhow::Result<(sea_orm::DatabaseConnection, message_service::keys::Keyring)> {
+        let db = messaging_platform::db::connect(&self.message_database, "message").await?;
+        let keys = message_service::keys::Keyring::open(
+            &db,
+            &self.message_settings.message_service.encryption,
+            Mode::Production,
+        )
+        .await?;
+        Ok((db, keys))
+    }
+
+    /// A MessageService client acting as `user` on another channel.
+    pub fn message_client_on(
+        &self,
+        channel: Channel,
+        user: &str,
+    ) -> MessageServiceClient<InterceptedService<Channel, Bearer>> {
+        MessageServiceClient::with_interceptor(channel, self.token(user))
     }
 
     /// A pool configured like message-service's, on its database, for the database floor.

@@ -176,7 +176,86 @@ impl Report {
             serde_json::to_string_pretty(self)?,
         )?;
         std::fs::write(folder.join("latency.svg"), self.svg())?;
+        if let Some(svg) = self.history_svg() {
+            std::fs::write(folder.join("history.svg"), svg)?;
+        }
         Ok(())
+    }
+
+    /// The history-depth curve: p50 and p99 of the newest and the oldest page against the
+    /// conversation's length (log scale), from the `history N, newest|oldest page` rows.
+    fn history_svg(&self) -> Option<String> {
+        let points: Vec<(f64, &str, f64, f64)> = self
+            .measurements
+            .iter()
+            .filter_map(|measurement| {
+                let rest = measurement.name.strip_prefix("history ")?;
+                let (size, label) = rest.split_once(", ")?;
+                let size: f64 = size.parse().ok()?;
+                let label = label.strip_suffix(" page")?;
+                Some((size, label, measurement.p50_ms, measurement.p99_ms))
+            })
+            .collect();
+        if points.is_empty() {
+            return None;
+        }
+        let (width, height, left, bottom) = (700.0, 420.0, 70.0, 360.0);
+        let top_ms = points
+            .iter()
+            .map(|point| point.3)
+            .fold(1.0_f64, f64::max)
+            * 1.2;
+        let x = |size: f64| left + (size.log10() - 2.0) / 5.0 * (width - left - 30.0);
+        let y = |ms: f64| bottom - ms / top_ms * (bottom - 40.0);
+        let mut svg = String::new();
+        let _ = write!(
+            svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12"><text x="10" y="20" font-size="14">ListMessages page latency by conversation length: {} on {}</text>"#,
+            self.profile, self.backend
+        );
+        for exponent in 2..=7 {
+            let position = x(10_f64.powi(exponent));
+            let _ = write!(
+                svg,
+                r##"<line x1="{position}" y1="40" x2="{position}" y2="{bottom}" stroke="#ddd"/><text x="{position}" y="{}" text-anchor="middle">10^{exponent}</text>"##,
+                bottom + 18.0
+            );
+        }
+        for step in 0..=4 {
+            let ms = top_ms * f64::from(step) / 4.0;
+            let _ = write!(
+                svg,
+                r##"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="#eee"/><text x="{2}" y="{0}" text-anchor="end">{ms:.1} ms</text>"##,
+                y(ms),
+                width - 30.0,
+                left - 5.0
+            );
+        }
+        let series = [
+            ("newest", 2, "#4c78a8", "newest page p50"),
+            ("oldest", 2, "#f58518", "oldest page p50"),
+            ("newest", 3, "#9ecae9", "newest page p99"),
+            ("oldest", 3, "#ffbf79", "oldest page p99"),
+        ];
+        for (index, (label, column, color, legend)) in series.into_iter().enumerate() {
+            let line: Vec<String> = points
+                .iter()
+                .filter(|point| point.1 == label)
+                .map(|point| {
+                    let value = if column == 2 { point.2 } else { point.3 };
+                    format!("{:.1},{:.1}", x(point.0), y(value))
+                })
+                .collect();
+            let _ = write!(
+                svg,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/><text x="{}" y="{}" fill="{color}">{legend}</text>"#,
+                line.join(" "),
+                width - 200.0,
+                50.0 + 15.0 * index as f64
+            );
+        }
+        svg.push_str("</svg>\n");
+        Some(svg)
     }
 
     /// Bars of p50, p99 and p999 per scenario, log scale from 0.01 ms to 10 s.

@@ -200,11 +200,7 @@ impl Report {
             return None;
         }
         let (width, height, left, bottom) = (700.0, 420.0, 70.0, 360.0);
-        let top_ms = points
-            .iter()
-            .map(|point| point.3)
-            .fold(1.0_f64, f64::max)
-            * 1.2;
+        let top_ms = points.iter().map(|point| point.3).fold(1.0_f64, f64::max) * 1.2;
         let x = |size: f64| left + (size.log10() - 2.0) / 5.0 * (width - left - 30.0);
         let y = |ms: f64| bottom - ms / top_ms * (bottom - 40.0);
         let mut svg = String::new();

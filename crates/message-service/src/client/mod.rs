@@ -52,7 +52,7 @@ pub enum ServiceCredentials {
 }
 
 /// One conversation's cached answers, by user and action.
-type Answers = Arc<Mutex<HashMap<(String, i32), Answer>>>;
+type Answers = Arc<Mutex<HashMap<(String, i32), (Answer, Instant)>>>;
 
 struct CachedToken {
     value: String,
@@ -67,8 +67,11 @@ pub struct ConversationGate {
     token: Arc<Mutex<Option<CachedToken>>>,
     /// Per tenant and conversation, the answers by user and action: one entry per
     /// conversation, so a membership event drops all of a conversation's answers in O(1).
-    /// Answers live at most as long as their conversation's entry (`permission_cache_ttl`).
+    /// Each answer expires on its own, within `permission_cache_ttl` of being fetched, at a
+    /// spread-out moment (75 to 100% of the TTL), so that the answers of many readers of one
+    /// conversation are not all fetched again at the same instant.
     cache: moka::sync::Cache<(String, Uuid), Answers>,
+    ttl: Duration,
     timeout: Duration,
 }
 
@@ -103,8 +106,9 @@ impl ConversationGate {
             token: Arc::new(Mutex::new(None)),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
+                .time_to_idle(cache_ttl.max(Duration::from_millis(1)) * 2)
                 .build(),
+            ttl: cache_ttl,
             timeout,
         })
     }
@@ -170,7 +174,12 @@ impl ConversationGate {
             .cache
             .get_with((tenant.to_owned(), conversation), Default::default);
         let key = (user.to_owned(), action as i32);
-        if let Some(answer) = answers.lock().ok().and_then(|map| map.get(&key).copied()) {
+        let now = Instant::now();
+        if let Some(answer) = answers.lock().ok().and_then(|map| {
+            map.get(&key)
+                .filter(|(_, expires)| *expires > now)
+                .map(|(answer, _)| *answer)
+        }) {
             return Ok(answer);
         }
         let message = pb::CheckPermissionRequest {
@@ -196,8 +205,11 @@ impl ConversationGate {
             Err(status) if status.code() == Code::NotFound => Answer::NotFound,
             Err(status) => return Err(unavailable(&status)),
         };
+        // 75 to 100% of the TTL, spread by a random fraction.
+        let spread = f64::from(uuid::Uuid::new_v4().as_u128() as u16) / f64::from(u16::MAX);
+        let expires = now + self.ttl.mul_f64(0.75 + 0.25 * spread);
         if let Ok(mut map) = answers.lock() {
-            map.insert(key, answer);
+            map.insert(key, (answer, expires));
         }
         Ok(answer)
     }

@@ -32,6 +32,7 @@ backend_tests!(
     start_up_refuses_wrong_missing_or_switched_off_keys,
     messagingctl_rotates_under_live_traffic,
     switching_encryption_on_seals_rows_written_in_plaintext,
+    conversation_lists_follow_membership_events,
 );
 
 const TENANT: &str = "acme";
@@ -415,13 +416,16 @@ async fn edits_deletes_and_membership_change_what_is_found(backend: Backend) {
     assert_eq!(found(&mut bob, query("omega")).await, one(&kept.message_id));
     let mut owner = harness.conversations.client(TENANT, "alice");
     remove_participant(&mut owner, &id, "bob").await;
-    assert!(found(&mut bob, query("omega")).await.is_empty());
+    // Within the permission cache's bound (conversation-service's event usually ends it in
+    // milliseconds), with and without naming the conversation.
     let explicit = || pb::SearchMessagesRequest {
         conversation_ids: vec![id.clone()],
         ..query("omega")
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !found(&mut bob, explicit()).await.is_empty() {
+    while !found(&mut bob, explicit()).await.is_empty()
+        || !found(&mut bob, query("omega")).await.is_empty()
+    {
         assert!(std::time::Instant::now() < deadline, "bob still finds it");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -1067,4 +1071,83 @@ async fn both_backends_give_the_same_results() {
     }
     assert!(!results[0].iter().all(|(_, hits)| hits.is_empty()));
     assert_eq!(results[0], results[1]);
+}
+
+/// Unread counts and search without conversation ids use the caller's conversation list, which
+/// is cached like permissions: with a TTL of 10 minutes, only conversation-service's events can
+/// make a join, a removal and a deletion show.
+async fn conversation_lists_follow_membership_events(backend: Backend) {
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.permission_cache_ttl = Duration::from_secs(600);
+    })
+    .await;
+    let first = pair(&harness, "First").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let bob = harness.client(TENANT, "bob");
+    send(&mut alice, text(&first, "lists first")).await;
+    let listed = |client: &MessageClient| {
+        let mut client = client.clone();
+        async move {
+            let mut ids: Vec<String> = client
+                .get_unread_counts(pb::GetUnreadCountsRequest::default())
+                .await
+                .expect("counts")
+                .into_inner()
+                .counts
+                .into_iter()
+                .map(|count| count.conversation_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let eventually =
+        |client: &MessageClient, want: Vec<String>, words: &'static str, hits: usize| {
+            let client = client.clone();
+            async move {
+                let mut want = want;
+                want.sort();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let mut searcher = client.clone();
+                    if listed(&client).await == want
+                        && found(&mut searcher, query(words)).await.len() == hits
+                    {
+                        return;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "lists did not follow the events"
+                    );
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        };
+    eventually(&bob, vec![first.clone()], "lists", 1).await;
+    // Added to a second group: it appears.
+    let mut owner = harness.conversations.client(TENANT, "alice");
+    let second = create_group(&mut owner, "Second", &[]).await;
+    send(&mut alice, text(&second, "lists second")).await;
+    owner
+        .add_participants(conversation::AddParticipantsRequest {
+            conversation_id: second.clone(),
+            participants: vec![conversation::ParticipantSpec {
+                user_id: "bob".to_owned(),
+                role: Role::Member.into(),
+            }],
+        })
+        .await
+        .expect("add");
+    eventually(&bob, vec![first.clone(), second.clone()], "lists", 2).await;
+    // Removed from the first: it goes.
+    remove_participant(&mut owner, &first, "bob").await;
+    eventually(&bob, vec![second.clone()], "lists", 1).await;
+    // The second deleted: nothing is left.
+    owner
+        .delete_conversation(conversation::DeleteConversationRequest {
+            conversation_id: second.clone(),
+        })
+        .await
+        .expect("delete");
+    eventually(&bob, Vec::new(), "lists", 0).await;
 }

@@ -348,7 +348,14 @@ impl Messages {
             return self.view(caller, existing).await;
         }
         match self.insert(caller, &new, &hash).await {
-            Ok(row) => self.view(caller, row).await,
+            // A new message has no reactions yet.
+            Ok(mut row) => {
+                self.keys.open_message(&self.db, &mut row).await?;
+                Ok(MessageView {
+                    row,
+                    reactions: Vec::new(),
+                })
+            }
             Err(InsertError::Keys(error)) => Err(error.into()),
             Err(InsertError::Db(error)) => {
                 self.after_failed_insert(caller, &new, &hash, error).await
@@ -410,6 +417,10 @@ impl Messages {
         let transaction = messaging_platform::db::begin_write(&self.db).await?;
         let key = self.keys.current(&transaction, tenant).await?;
         let search_key = self.keys.search(&transaction, tenant).await?;
+        let id = Uuid::now_v7();
+        // Before the sequence row is locked: the index needs no position.
+        let entries = index_entries(&search_key, new.content.as_ref(), &new.search_tokens);
+        store::insert_search_entries(&transaction, tenant, id, entries).await?;
         let mut root_id = None;
         if let Some(parent_id) = new.parent {
             let parent =
@@ -431,7 +442,7 @@ impl Messages {
             store::save_message(&transaction, root).await?;
         }
         let mut row = MessageRow {
-            id: Uuid::now_v7(),
+            id,
             tenant_id: tenant.to_owned(),
             conversation_id: new.conversation,
             sequence,
@@ -461,13 +472,11 @@ impl Messages {
             row: row.clone(),
             reactions: Vec::new(),
         });
-        let entries = index_entries(&search_key, new.content.as_ref(), &new.search_tokens);
         self.keys.seal_message(key.as_deref(), &mut row)?;
         store::insert_message(&transaction, row.clone()).await?;
-        store::replace_search_entries(&transaction, tenant, row.id, entries).await?;
         store::insert_mentions(&transaction, &row, &new.mentions).await?;
         // Sending implies having read the conversation up to one's own message.
-        store::advance_read_state(
+        store::raise_read_state(
             &transaction,
             tenant,
             new.conversation,

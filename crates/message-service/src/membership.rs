@@ -59,11 +59,11 @@ async fn follow_once(
                 let Ok(position) = event.position.parse::<i64>() else {
                     anyhow::bail!("conversation-service sent an event without a position");
                 };
-                if let Ok(conversation) = uuid::Uuid::parse_str(&event.conversation_id) {
-                    gate.invalidate_conversation(&event.tenant_id, conversation);
+                if uuid::Uuid::parse_str(&event.conversation_id).is_ok() {
+                    gate.invalidate_for(&event);
                     store::copy_event(db, SOURCE, &event, position).await?;
                     // Again: a check in flight during the copy may have cached the old answer.
-                    gate.invalidate_conversation(&event.tenant_id, conversation);
+                    gate.invalidate_for(&event);
                     bus.committed();
                 }
             }

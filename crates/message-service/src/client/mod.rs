@@ -71,6 +71,10 @@ pub struct ConversationGate {
     /// spread-out moment (75 to 100% of the TTL), so that the answers of many readers of one
     /// conversation are not all fetched again at the same instant.
     cache: moka::sync::Cache<(String, Uuid), Answers>,
+    /// Per tenant and user, the conversations it participates in (for unread counts, search
+    /// and streams), for the same TTL; a participant event about the user drops its list, a
+    /// conversation update or deletion drops every list.
+    joined: moka::sync::Cache<(String, String), Arc<JoinedList>>,
     ttl: Duration,
     timeout: Duration,
 }
@@ -107,6 +111,10 @@ impl ConversationGate {
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(cache_ttl.max(Duration::from_millis(1)) * 2)
+                .build(),
+            joined: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
                 .build(),
             ttl: cache_ttl,
             timeout,
@@ -275,6 +283,31 @@ impl ConversationGate {
     /// Forgets every cached answer (after missing events, for example).
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
+        self.joined.invalidate_all();
+    }
+
+    /// Forgets what a conversation-service event makes stale: the answers about its
+    /// conversation, and the conversation lists it may change.
+    pub fn invalidate_for(&self, event: &messaging_proto::message::v1::Event) {
+        use messaging_proto::message::v1::event::Payload;
+        let Ok(conversation) = Uuid::parse_str(&event.conversation_id) else {
+            return;
+        };
+        self.invalidate_conversation(&event.tenant_id, conversation);
+        match &event.payload {
+            Some(
+                Payload::ParticipantAdded(change)
+                | Payload::ParticipantRemoved(change)
+                | Payload::ParticipantRoleChanged(change),
+            ) => self
+                .joined
+                .invalidate(&(event.tenant_id.clone(), change.user_id.clone())),
+            // Deleted, or restored (an update): whose lists change is not in the event.
+            Some(Payload::ConversationDeleted(_) | Payload::ConversationUpdated(_)) => {
+                self.joined.invalidate_all();
+            }
+            _ => {}
+        }
     }
 
     /// Opens conversation-service's WatchEvents stream for every tenant, after `after`.
@@ -317,6 +350,24 @@ impl ConversationGate {
         caller: &Caller,
         limit: usize,
     ) -> ApiResult<Vec<Uuid>> {
+        let key = (caller.tenant_id.clone(), caller.user_id.clone());
+        if let Some(list) = self.joined.get(&key)
+            && (list.complete || list.ids.len() >= limit)
+        {
+            return Ok(list.ids.iter().take(limit).copied().collect());
+        }
+        let fetched = limit.max(MAX_JOINED);
+        let ids = self.fetch_joined(caller, fetched).await?;
+        let list = JoinedList {
+            complete: ids.len() < fetched,
+            ids,
+        };
+        let answer = list.ids.iter().take(limit).copied().collect();
+        self.joined.insert(key, Arc::new(list));
+        Ok(answer)
+    }
+
+    async fn fetch_joined(&self, caller: &Caller, limit: usize) -> ApiResult<Vec<Uuid>> {
         let mut ids = Vec::new();
         let mut page_token = String::new();
         loop {
@@ -348,6 +399,17 @@ impl ConversationGate {
         }
     }
 }
+
+/// A user's conversations as last listed.
+#[derive(Debug)]
+struct JoinedList {
+    ids: Vec<Uuid>,
+    /// Every one of them (the listing ended before its limit).
+    complete: bool,
+}
+
+/// How many of a user's conversations the joined-list cache keeps at least.
+const MAX_JOINED: usize = 1_000;
 
 fn action_verb(action: Action) -> &'static str {
     match action {

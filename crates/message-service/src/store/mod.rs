@@ -481,6 +481,54 @@ pub async fn advance_read_state<C: ConnectionTrait>(
     }
 }
 
+/// Moves a user's watermark to `sequence` if that is forward, in one statement (an upsert
+/// that keeps the higher of the two), returning nothing: for sending, inside its transaction.
+pub async fn raise_read_state<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    user: &str,
+    sequence: i64,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let row = ReadStateRow {
+        tenant_id: tenant.to_owned(),
+        conversation_id: conversation,
+        user_id: user.to_owned(),
+        last_read_sequence: sequence,
+        updated_at: at,
+    };
+    let current = || Expr::col((read_state::Entity, read_state::Column::LastReadSequence));
+    let proposed = || Expr::col((Alias::new("excluded"), read_state::Column::LastReadSequence));
+    let higher = |column: read_state::Column| {
+        Expr::case(
+            proposed().gt(current()),
+            Expr::col((Alias::new("excluded"), column)),
+        )
+        .finally(Expr::col((read_state::Entity, column)))
+    };
+    read_state::Entity::insert(read_state::ActiveModel::from(row))
+        .on_conflict(
+            OnConflict::columns([
+                read_state::Column::TenantId,
+                read_state::Column::ConversationId,
+                read_state::Column::UserId,
+            ])
+            .value(
+                read_state::Column::LastReadSequence,
+                higher(read_state::Column::LastReadSequence),
+            )
+            .value(
+                read_state::Column::UpdatedAt,
+                higher(read_state::Column::UpdatedAt),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
+}
+
 /// Every read state of a conversation.
 pub async fn read_states<C: ConnectionTrait>(
     connection: &C,
@@ -641,6 +689,16 @@ pub async fn replace_search_entries<C: ConnectionTrait>(
         .filter(search_token::Column::MessageId.eq(message_id))
         .exec(connection)
         .await?;
+    insert_search_entries(connection, tenant, message_id, entries).await
+}
+
+/// Adds the blind-index entries of a message that has none yet.
+pub async fn insert_search_entries<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message_id: Uuid,
+    entries: Vec<(Vec<u8>, i64)>,
+) -> Result<(), DbErr> {
     if entries.is_empty() {
         return Ok(());
     }

@@ -24,7 +24,7 @@ test:
 	$(CARGO) test --workspace --all-targets
 
 ## Load generator over real gRPC with same-run baselines; PostgreSQL and NATS when reachable.
-## Results: the table, target/bench/results.json and target/bench/latency.svg.
+## Results: the table, target/bench/results.json, latency.svg and history.svg.
 bench:
 	$(CARGO) build --release -p message-service --bins
 	$(CARGO) run --release -p messaging-bench -- --profile quick

@@ -129,12 +129,14 @@ where
 {
     let mut live = bus.subscribe();
     let (head, pruned_through) = store::relay_state(db).await?;
-    let (sender, receiver) = mpsc::channel(spec.buffer.max(1));
+    // Boxed items: the channel allocates its slots in blocks of 32 up front, and a boxed
+    // slot is a pointer rather than a whole response, which keeps idle streams small.
+    let (sender, receiver) = mpsc::channel::<Box<R>>(spec.buffer.max(1));
     let (terminal_sender, terminal) = oneshot::channel::<Status>();
     let db = db.clone();
     let bus = bus.clone();
     tokio::spawn(async move {
-        let offer = |item: Item| match sender.try_send(Ok(wrap(item))) {
+        let offer = |item: Item| match sender.try_send(Box::new(wrap(item))) {
             Ok(()) => Sent::Ok,
             Err(mpsc::error::TrySendError::Full(_)) => Sent::TooSlow,
             Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
@@ -236,5 +238,9 @@ where
     });
     let terminal =
         futures::stream::once(terminal).filter_map(|status| async move { status.ok().map(Err) });
-    Ok(Box::pin(ReceiverStream::new(receiver).chain(terminal)))
+    Ok(Box::pin(
+        ReceiverStream::new(receiver)
+            .map(|item| Ok(*item))
+            .chain(terminal),
+    ))
 }

@@ -163,6 +163,7 @@ pub async fn messages(
                 entries.push(search_token::ActiveModel::from(search_token::Model {
                     tenant_id: tenant.to_owned(),
                     token,
+                    conversation_id: conversation,
                     message_id: row.id,
                     weight,
                 }));

@@ -420,7 +420,7 @@ impl Messages {
         let id = Uuid::now_v7();
         // Before the sequence row is locked: the index needs no position.
         let entries = index_entries(&search_key, new.content.as_ref(), &new.search_tokens);
-        store::insert_search_entries(&transaction, tenant, id, entries).await?;
+        store::insert_search_entries(&transaction, tenant, new.conversation, id, entries).await?;
         let mut root_id = None;
         if let Some(parent_id) = new.parent {
             let parent =
@@ -696,7 +696,8 @@ impl Messages {
                 set_content(&mut row, Some(content));
                 let search_key = self.keys.search(&transaction, tenant).await?;
                 let entries = index_entries(&search_key, Some(content), &edit.search_tokens);
-                store::replace_search_entries(&transaction, tenant, row.id, entries).await?;
+                store::replace_search_entries(&transaction, tenant, conversation, row.id, entries)
+                    .await?;
             }
         }
         if let Some(metadata) = &edit.metadata {
@@ -768,7 +769,8 @@ impl Messages {
         row.key_version = None;
         row.sealed = None;
         store::erase_message_dependents(&transaction, &row).await?;
-        store::replace_search_entries(&transaction, tenant, row.id, Vec::new()).await?;
+        store::replace_search_entries(&transaction, tenant, conversation, row.id, Vec::new())
+            .await?;
         if let Some(root_id) = row.parent_id
             && let Some(mut root) =
                 store::find_message(&transaction, tenant, conversation, root_id, true).await?
@@ -1047,17 +1049,8 @@ impl Messages {
             &start,
             &end,
         ]);
-        let cursor: Option<(i64, i64, Uuid)> =
+        let after: Option<(i64, Uuid)> =
             pagination::decode("page_token", &request.page_token, &fingerprint)?;
-        let after = match cursor {
-            Some((score, micros, id)) => Some((
-                score,
-                DateTime::<Utc>::from_timestamp_micros(micros)
-                    .ok_or_else(|| ApiError::invalid("page_token", "is not a valid page token"))?,
-                id,
-            )),
-            None => None,
-        };
         let readable = self.readable(caller, request.conversations).await?;
         let tenant = caller.tenant_id.as_str();
         let key = self.keys.search(&self.db, tenant).await?;
@@ -1089,14 +1082,7 @@ impl Messages {
         let more = matches.len() as u64 > size;
         matches.truncate(usize::try_from(size).unwrap_or(usize::MAX));
         let next_page_token = match (more, matches.last()) {
-            (true, Some(last)) => pagination::encode(
-                &fingerprint,
-                &(
-                    last.score,
-                    last.created_at.timestamp_micros(),
-                    last.message_id,
-                ),
-            ),
+            (true, Some(last)) => pagination::encode(&fingerprint, &(last.score, last.message_id)),
             _ => String::new(),
         };
         let rows = store::messages_by_id(

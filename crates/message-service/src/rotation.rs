@@ -99,7 +99,14 @@ pub async fn reencrypt_batch(
             // Written with encryption off: its tokens were keyed with the development key.
             let content = Content::Text(text.clone());
             let entries = index_entries(&search_key, Some(&content), &[]);
-            store::replace_search_entries(&transaction, tenant, row.id, entries).await?;
+            store::replace_search_entries(
+                &transaction,
+                tenant,
+                row.conversation_id,
+                row.id,
+                entries,
+            )
+            .await?;
         }
         keys.seal_message(key.as_deref(), &mut row)?;
         let updated = message::Entity::update_many()

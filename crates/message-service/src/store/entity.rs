@@ -228,7 +228,8 @@ pub mod tenant_key {
 }
 
 /// `search_index`: the blind index. One row per keyed word token and message, with the word's
-/// weight in that message (term frequency, normalised by length, times 1,000).
+/// weight in that message (term frequency, normalised by length, times 1,000). Keyed by token,
+/// then conversation: a search reads one token's entries in the caller's conversations only.
 pub mod search_token {
     use sea_orm::entity::prelude::*;
 
@@ -239,6 +240,8 @@ pub mod search_token {
         pub tenant_id: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub token: Vec<u8>,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub conversation_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub message_id: Uuid,
         pub weight: i64,

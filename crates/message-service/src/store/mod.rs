@@ -681,6 +681,7 @@ async fn counts_after_watermark<C: ConnectionTrait, E: EntityTrait>(
 pub async fn replace_search_entries<C: ConnectionTrait>(
     connection: &C,
     tenant: &str,
+    conversation: Uuid,
     message_id: Uuid,
     entries: Vec<(Vec<u8>, i64)>,
 ) -> Result<(), DbErr> {
@@ -689,13 +690,14 @@ pub async fn replace_search_entries<C: ConnectionTrait>(
         .filter(search_token::Column::MessageId.eq(message_id))
         .exec(connection)
         .await?;
-    insert_search_entries(connection, tenant, message_id, entries).await
+    insert_search_entries(connection, tenant, conversation, message_id, entries).await
 }
 
 /// Adds the blind-index entries of a message that has none yet.
 pub async fn insert_search_entries<C: ConnectionTrait>(
     connection: &C,
     tenant: &str,
+    conversation: Uuid,
     message_id: Uuid,
     entries: Vec<(Vec<u8>, i64)>,
 ) -> Result<(), DbErr> {
@@ -706,6 +708,7 @@ pub async fn insert_search_entries<C: ConnectionTrait>(
         search_token::ActiveModel::from(search_token::Model {
             tenant_id: tenant.to_owned(),
             token,
+            conversation_id: conversation,
             message_id,
             weight,
         })
@@ -724,25 +727,26 @@ pub struct SearchQuery {
     pub conversations: Vec<Uuid>,
     /// Further filters.
     pub filter: MessageFilter,
-    /// Continue after this (score, time, id), in ranking order.
-    pub after: Option<(i64, DateTime<Utc>, Uuid)>,
+    /// Continue after this (score, message id), in ranking order.
+    pub after: Option<(i64, Uuid)>,
     /// Most hits.
     pub limit: u64,
 }
 
-/// One match: the message, its score (sum of the matched tokens' weights) and time.
+/// One match: the message and its score (sum of the matched tokens' weights).
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct SearchMatch {
     /// The message.
     pub message_id: Uuid,
     /// Relevance.
     pub score: i64,
-    /// When it was sent.
-    pub created_at: DateTime<Utc>,
 }
 
-/// Messages of `tenant` that have every token, not deleted, by score then newest first: one
-/// index range for the first token, then one primary-key probe per further token.
+/// Messages of `tenant` that have every token, by score, then newest first (message ids are
+/// UUIDv7, ordered by send time). The first token's entries are read per conversation (the
+/// index is keyed by tenant, token, conversation), each further token is a primary-key probe,
+/// and messages themselves are joined only for the sender, thread, attachment and time
+/// filters. Deleted messages have no entries (deleting removes them in the same transaction).
 pub async fn search<C: ConnectionTrait>(
     connection: &C,
     tenant: &str,
@@ -757,15 +761,16 @@ pub async fn search<C: ConnectionTrait>(
     let term = |index: usize| Alias::new(format!("t{index}"));
     let m = Alias::new("m");
     let column = |table: &Alias, name: &str| Expr::col((table.clone(), Alias::new(name)));
+    let same = |alias: &Alias, name: &str| column(alias, name).equals((term(0), Alias::new(name)));
     let mut score = column(&term(0), "weight");
     for index in 1..=rest.len() {
         score = score.add(column(&term(index), "weight"));
     }
+    let id = || column(&term(0), "message_id");
     let mut select = Query::select();
     select
-        .expr_as(column(&m, "id"), Alias::new("message_id"))
+        .expr_as(id(), Alias::new("message_id"))
         .expr_as(score.clone(), Alias::new("score"))
-        .expr_as(column(&m, "created_at"), Alias::new("created_at"))
         .from_as(search_token::Entity, term(0));
     for (offset, token) in rest.iter().enumerate() {
         let alias = term(offset + 1);
@@ -774,25 +779,32 @@ pub async fn search<C: ConnectionTrait>(
             search_token::Entity,
             alias.clone(),
             Condition::all()
-                .add(column(&alias, "tenant_id").equals((term(0), Alias::new("tenant_id"))))
-                .add(column(&alias, "message_id").equals((term(0), Alias::new("message_id"))))
-                .add(column(&alias, "token").eq(token.clone())),
+                .add(same(&alias, "tenant_id"))
+                .add(column(&alias, "token").eq(token.clone()))
+                .add(same(&alias, "conversation_id"))
+                .add(same(&alias, "message_id")),
         );
     }
     select
-        .join_as(
+        .and_where(column(&term(0), "tenant_id").eq(tenant))
+        .and_where(column(&term(0), "token").eq(first.clone()))
+        .and_where(column(&term(0), "conversation_id").is_in(query.conversations.clone()));
+    let filter = &query.filter;
+    let needs_messages = filter.sender.is_some()
+        || filter.thread.is_some()
+        || filter.has_attachments
+        || filter.start.is_some()
+        || filter.end.is_some();
+    if needs_messages {
+        select.join_as(
             JoinType::InnerJoin,
             message::Entity,
             m.clone(),
             Condition::all()
                 .add(column(&m, "tenant_id").equals((term(0), Alias::new("tenant_id"))))
                 .add(column(&m, "id").equals((term(0), Alias::new("message_id")))),
-        )
-        .and_where(column(&term(0), "tenant_id").eq(tenant))
-        .and_where(column(&term(0), "token").eq(first.clone()))
-        .and_where(column(&m, "conversation_id").is_in(query.conversations.clone()))
-        .and_where(column(&m, "deleted_at").is_null());
-    let filter = &query.filter;
+        );
+    }
     if let Some(sender) = &filter.sender {
         select.and_where(column(&m, "sender_id").eq(sender.as_str()));
     }
@@ -808,27 +820,18 @@ pub async fn search<C: ConnectionTrait>(
     if let Some(end) = filter.end {
         select.and_where(column(&m, "created_at").lt(end));
     }
-    if let Some((last_score, time, id)) = query.after {
+    if let Some((last_score, last_id)) = query.after {
         select.cond_where(
-            Condition::any()
-                .add(score.clone().lt(last_score))
-                .add(
-                    Condition::all()
-                        .add(score.clone().eq(last_score))
-                        .add(column(&m, "created_at").lt(time)),
-                )
-                .add(
-                    Condition::all()
-                        .add(score.clone().eq(last_score))
-                        .add(column(&m, "created_at").eq(time))
-                        .add(column(&m, "id").lt(id)),
-                ),
+            Condition::any().add(score.clone().lt(last_score)).add(
+                Condition::all()
+                    .add(score.clone().eq(last_score))
+                    .add(id().lt(last_id)),
+            ),
         );
     }
     select
         .order_by_expr(score, sea_orm::Order::Desc)
-        .order_by((m.clone(), Alias::new("created_at")), sea_orm::Order::Desc)
-        .order_by((m, Alias::new("id")), sea_orm::Order::Desc)
+        .order_by_expr(id(), sea_orm::Order::Desc)
         .limit(query.limit);
     SearchMatch::find_by_statement(connection.get_database_backend().build(&select))
         .all(connection)

@@ -35,13 +35,14 @@ impl MigrationTrait for Migration {
                 vec![
                     text("tenant_id"),
                     blob("token"),
+                    uuid("conversation_id"),
                     uuid("message_id"),
                     ColumnDef::new(Alias::new("weight"))
                         .big_integer()
                         .not_null()
                         .take(),
                 ],
-                &["tenant_id", "token", "message_id"],
+                &["tenant_id", "token", "conversation_id", "message_id"],
             ))
             .await?;
         // Replacing a message's tokens on edit and delete.

@@ -250,6 +250,27 @@ pub struct MessageFilter {
 }
 
 impl MessageFilter {
+    /// The filter as a condition on message columns, named through `column`.
+    pub fn condition(&self, column: &dyn Fn(&str) -> Expr) -> Condition {
+        let mut condition = Condition::all();
+        if let Some(sender) = &self.sender {
+            condition = condition.add(column("sender_id").eq(sender.as_str()));
+        }
+        if let Some(thread) = self.thread {
+            condition = condition.add(column("parent_id").eq(thread));
+        }
+        if self.has_attachments {
+            condition = condition.add(column("has_attachments").eq(true));
+        }
+        if let Some(start) = self.start {
+            condition = condition.add(column("created_at").gte(start));
+        }
+        if let Some(end) = self.end {
+            condition = condition.add(column("created_at").lt(end));
+        }
+        condition
+    }
+
     /// The filter as strings, for page-token fingerprints: a token is valid only with the
     /// filter it was made for.
     pub fn fingerprint_parts(&self) -> [String; 5] {
@@ -297,21 +318,7 @@ pub async fn list_messages<C: ConnectionTrait>(
     if let Some(below) = range.below {
         query = query.filter(message::Column::Sequence.lt(below));
     }
-    if let Some(sender) = &filter.sender {
-        query = query.filter(message::Column::SenderId.eq(sender.as_str()));
-    }
-    if let Some(thread) = filter.thread {
-        query = query.filter(message::Column::ParentId.eq(thread));
-    }
-    if filter.has_attachments {
-        query = query.filter(message::Column::HasAttachments.eq(true));
-    }
-    if let Some(start) = filter.start {
-        query = query.filter(message::Column::CreatedAt.gte(start));
-    }
-    if let Some(end) = filter.end {
-        query = query.filter(message::Column::CreatedAt.lt(end));
-    }
+    query = query.filter(filter.condition(&|name| Expr::col((message::Entity, Alias::new(name)))));
     query = if range.descending {
         query.order_by_desc(message::Column::Sequence)
     } else {
@@ -805,21 +812,7 @@ pub async fn search<C: ConnectionTrait>(
                 .add(column(&m, "id").equals((term(0), Alias::new("message_id")))),
         );
     }
-    if let Some(sender) = &filter.sender {
-        select.and_where(column(&m, "sender_id").eq(sender.as_str()));
-    }
-    if let Some(thread) = filter.thread {
-        select.and_where(column(&m, "parent_id").eq(thread));
-    }
-    if filter.has_attachments {
-        select.and_where(column(&m, "has_attachments").eq(true));
-    }
-    if let Some(start) = filter.start {
-        select.and_where(column(&m, "created_at").gte(start));
-    }
-    if let Some(end) = filter.end {
-        select.and_where(column(&m, "created_at").lt(end));
-    }
+    select.cond_where(filter.condition(&|name| column(&m, name)));
     if let Some((last_score, last_id)) = query.after {
         select.cond_where(
             Condition::any().add(score.clone().lt(last_score)).add(

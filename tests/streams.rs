@@ -514,6 +514,7 @@ async fn undecidable_permissions_end_the_stream_with_a_resume_position(backend: 
         .expect("connect");
     messaging_platform::outbox::store::record(
         &db,
+        None,
         TENANT,
         uuid::Uuid::parse_str(&id).expect("uuid"),
         "alice",

@@ -153,6 +153,7 @@ async fn emit<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     messaging_platform::outbox::store::record(
         connection,
+        None,
         &row.tenant_id,
         row.id,
         actor,

@@ -1210,7 +1210,7 @@ async fn record_event<C: ConnectionTrait>(
     at: DateTime<Utc>,
     payload: pb::event::Payload,
 ) -> Result<(), DbErr> {
-    messaging_platform::outbox::store::record_sealed(
+    messaging_platform::outbox::store::record(
         connection,
         key,
         &caller.tenant_id,

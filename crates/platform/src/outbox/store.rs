@@ -52,20 +52,9 @@ pub async fn insert_event<C: ConnectionTrait>(connection: &C, new: NewEvent) -> 
     Ok(())
 }
 
-/// Writes the event of a change into the outbox, within `connection`'s transaction.
+/// Writes the event of a change into the outbox, within `connection`'s transaction, its
+/// stored payload sealed with `key` when given (encryption at rest).
 pub async fn record<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    conversation: Uuid,
-    actor: &str,
-    at: DateTime<Utc>,
-    payload: pb::event::Payload,
-) -> Result<(), DbErr> {
-    record_sealed(connection, None, tenant, conversation, actor, at, payload).await
-}
-
-/// [`record`], sealing the stored payload with `key` when given (encryption at rest).
-pub async fn record_sealed<C: ConnectionTrait>(
     connection: &C,
     key: Option<&crate::crypto::DataKey>,
     tenant: &str,

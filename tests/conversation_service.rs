@@ -756,6 +756,7 @@ async fn check_permission_matches_the_matrix(backend: Backend) {
                     conversation_id: id.clone(),
                     user_id: String::new(),
                     action: (*action).into(),
+                    ..Default::default()
                 })
                 .await
                 .expect("check")
@@ -777,6 +778,7 @@ async fn check_permission_matches_the_matrix(backend: Backend) {
         conversation_id: id.clone(),
         user_id: "alice".to_owned(),
         action: Action::Read.into(),
+        ..Default::default()
     };
     assert_eq!(
         code(mia.check_permission(about_alice.clone()).await),
@@ -794,6 +796,7 @@ async fn check_permission_matches_the_matrix(backend: Backend) {
         conversation_id: id.clone(),
         user_id: "olga".to_owned(),
         action: Action::Read.into(),
+        ..Default::default()
     };
     let answer = service
         .check_permission(about_olga)
@@ -807,6 +810,7 @@ async fn check_permission_matches_the_matrix(backend: Backend) {
         conversation_id: id.clone(),
         user_id: String::new(),
         action: Action::Read.into(),
+        ..Default::default()
     };
     assert_eq!(code(olga.check_permission(own).await), Code::NotFound);
     // A service token for every tenant names the tenant and user in headers.
@@ -828,6 +832,7 @@ async fn check_permission_matches_the_matrix(backend: Backend) {
             conversation_id: id.clone(),
             user_id: String::new(),
             action: Action::Post.into(),
+            ..Default::default()
         })
         .await
         .expect("check")
@@ -889,6 +894,7 @@ async fn channels_can_be_discovered_and_joined(backend: Backend) {
             conversation_id: channel.conversation_id.clone(),
             user_id: String::new(),
             action: Action::Read.into(),
+            ..Default::default()
         })
         .await
         .expect("check")
@@ -1016,6 +1022,7 @@ async fn archived_conversations_are_read_only(backend: Backend) {
             conversation_id: id.clone(),
             user_id: String::new(),
             action: Action::Post.into(),
+            ..Default::default()
         })
         .await
         .expect("check")
@@ -1029,6 +1036,7 @@ async fn archived_conversations_are_read_only(backend: Backend) {
             conversation_id: id.clone(),
             user_id: String::new(),
             action: Action::Read.into(),
+            ..Default::default()
         })
         .await
         .expect("check")
@@ -1138,6 +1146,7 @@ async fn delete_and_undelete_within_the_window(backend: Backend) {
         conversation_id: id.clone(),
         user_id: String::new(),
         action: Action::Read.into(),
+        ..Default::default()
     };
     assert_eq!(code(alice.check_permission(check).await), Code::NotFound);
 
@@ -1526,6 +1535,7 @@ async fn other_tenants_get_not_found_everywhere(backend: Backend) {
                 conversation_id: c(),
                 user_id: "alice".to_owned(),
                 action: Action::Read.into(),
+                ..Default::default()
             };
             assert_eq!(code(other.check_permission(check).await), Code::NotFound);
         }
@@ -1854,6 +1864,7 @@ async fn bad_input_names_the_fields(backend: Backend) {
             conversation_id: id.clone(),
             user_id: String::new(),
             action: 0,
+            ..Default::default()
         })
         .await
         .expect_err("action");

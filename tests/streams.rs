@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use messaging_e2e::{
     Backend, MessageClient, MessagingHarness, backend_tests, create_direct, create_group,
-    is_conversation_event, remove_participant, text_message as text, wait_for_participant,
+    is_conversation_event, remove_participant, text_message as text,
 };
 use messaging_proto::conversation::v1::{self as conversation, Role};
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
@@ -21,7 +21,7 @@ backend_tests!(
     too_old_positions_get_a_resync_signal,
     removed_participants_stop_receiving,
     membership_changes_arrive_and_take_effect_at_once,
-    undecidable_permissions_end_the_stream_with_a_resume_position,
+    streams_decide_without_conversation_service,
     other_tenants_events_never_arrive,
     typing_is_ephemeral_and_rate_limited,
     idle_streams_get_heartbeats,
@@ -31,8 +31,8 @@ backend_tests!(
 const TENANT: &str = "acme";
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A group of alice, bob, mia and vic, once message-service has taken in its creation events
-/// (so the streams of a test see only the changes the test makes).
+/// A group of alice, bob, mia and vic. Streams opened after it see only the changes the test
+/// makes: Subscribe fences, so the creation's events are behind its start.
 async fn team(harness: &MessagingHarness, tenant: &str) -> String {
     let mut alice = harness.conversations.client(tenant, "alice");
     let members = [
@@ -40,9 +40,8 @@ async fn team(harness: &MessagingHarness, tenant: &str) -> String {
         ("mia", Role::Member),
         ("vic", Role::Viewer),
     ];
-    let id = create_group(&mut alice, "Team", &members).await;
-    wait_for_participant(&mut harness.client(tenant, "alice"), &id, "vic").await;
-    id
+    // No waiting for message-service to take the change in: every request to it fences.
+    create_group(&mut alice, "Team", &members).await
 }
 
 async fn subscribe(client: &mut MessageClient, resume: &str) -> Streaming<pb::SubscribeResponse> {
@@ -493,59 +492,49 @@ async fn membership_changes_arrive_and_take_effect_at_once(backend: Backend) {
         .expect("zed posts");
 }
 
-async fn undecidable_permissions_end_the_stream_with_a_resume_position(backend: Backend) {
+async fn streams_decide_without_conversation_service(backend: Backend) {
     let harness = MessagingHarness::start_with(backend, |settings| {
         settings.message_service.permission_cache_ttl = Duration::ZERO;
     })
     .await;
     let id = team(&harness, TENANT).await;
+    let mut carols_own = harness.conversations.client(TENANT, "carol");
+    let carols = create_group(&mut carols_own, "Carol's", &[]).await;
     let mut bob = harness.client(TENANT, "bob");
-    let mut stream = subscribe(&mut bob, "").await;
+    let mut carol = harness.client(TENANT, "carol");
+    let mut bobs_stream = subscribe(&mut bob, "").await;
+    let mut carols_stream = subscribe(&mut carol, "").await;
     let MessagingHarness {
         conversations,
         message_database,
         ..
     } = harness;
-    // conversation-service goes away; then an event is committed (written straight into the
+    // conversation-service goes away; then events are committed (written straight into the
     // outbox, since no RPC could pass the permission gate now).
     drop(conversations);
     let db = message_service::store::connect(&message_database.settings)
         .await
         .expect("connect");
-    messaging_platform::outbox::store::record(
-        &db,
-        None,
-        TENANT,
-        uuid::Uuid::parse_str(&id).expect("uuid"),
-        "alice",
-        messaging_platform::time::now(),
-        Payload::MessageDeleted(pb::MessageDeleted {
-            message_id: uuid::Uuid::now_v7().to_string(),
-            sequence: 1,
-        }),
-    )
-    .await
-    .expect("record");
-    // Neither delivered nor silently dropped: the stream ends, saying where to resume.
-    let status = loop {
-        match tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("the stream ends within the deadline")
-        {
-            Ok(Some(response)) => match response.item {
-                Some(Item::Heartbeat(_)) => continue,
-                other => panic!("nothing may be delivered: {other:?}"),
-            },
-            Ok(None) => panic!("ended without a status"),
-            Err(status) => break status,
-        }
-    };
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(
-        status.message().contains("resume_position"),
-        "{}",
-        status.message()
-    );
+    for conversation in [&id, &carols] {
+        messaging_platform::outbox::store::record(
+            &db,
+            None,
+            TENANT,
+            uuid::Uuid::parse_str(conversation).expect("uuid"),
+            "alice",
+            messaging_platform::time::now(),
+            Payload::MessageDeleted(pb::MessageDeleted {
+                message_id: uuid::Uuid::now_v7().to_string(),
+                sequence: 1,
+            }),
+        )
+        .await
+        .expect("record");
+    }
+    // Membership comes from the event flow: bob gets his team's event, carol only her own
+    // (which comes after the team's, so she would have had the team's first).
+    assert_eq!(next_event(&mut bobs_stream).await.conversation_id, id);
+    assert_eq!(next_event(&mut carols_stream).await.conversation_id, carols);
 }
 
 async fn other_tenants_events_never_arrive(backend: Backend) {

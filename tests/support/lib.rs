@@ -500,12 +500,22 @@ impl MessagingHarness {
 
     /// A MessageService client acting as `user` of `tenant`.
     pub fn client(&self, tenant: &str, user: &str) -> MessageClient {
+        self.client_with_roles(tenant, user, &[])
+    }
+
+    /// A MessageService client acting as `user` of `tenant` with token roles.
+    pub fn client_with_roles(&self, tenant: &str, user: &str, roles: &[&str]) -> MessageClient {
         let token = issuer()
-            .issue(tenant, user, &[], Duration::from_secs(600))
+            .issue(tenant, user, roles, Duration::from_secs(600))
             .expect("token");
+        self.client_with_headers(Headers::bearer(&token))
+    }
+
+    /// A MessageService client sending exactly `headers`.
+    pub fn client_with_headers(&self, headers: Headers) -> MessageClient {
         messaging_proto::message::v1::message_service_client::MessageServiceClient::with_interceptor(
             self.channel.clone(),
-            Headers::bearer(&token),
+            headers,
         )
     }
 }

@@ -998,9 +998,10 @@ impl Messages {
                 .joined_conversations(caller, MAX_UNREAD_CONVERSATIONS)
                 .await?
         } else {
+            self.gate.fence().await?;
             let checks = conversations
                 .iter()
-                .map(|id| self.gate.require(caller, *id, Action::Read));
+                .map(|id| self.gate.require_fenced(caller, *id, Action::Read));
             let answers = futures::future::join_all(checks).await;
             let mut readable = Vec::new();
             for (id, answer) in conversations.into_iter().zip(answers) {

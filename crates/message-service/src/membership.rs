@@ -18,6 +18,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::client::ConversationGate;
 use crate::events::EventBus;
+use crate::store::participants::ParticipantProjection;
 
 /// The name under which the copy progress is stored.
 pub const SOURCE: &str = "conversation-service";
@@ -53,6 +54,9 @@ async fn follow_once(
     let after = store::source_position(db, SOURCE).await?.unwrap_or(0);
     let mut stream = gate.watch_events(after).await?;
     *retry = FIRST_RETRY;
+    // Copied through `after` (by this replica or another), and this replica's answers were all
+    // dropped before connecting.
+    gate.followed_through(after);
     while let Some(response) = stream.message().await? {
         match response.item {
             Some(Item::Event(event)) => {
@@ -60,19 +64,24 @@ async fn follow_once(
                     anyhow::bail!("conversation-service sent an event without a position");
                 };
                 if uuid::Uuid::parse_str(&event.conversation_id).is_ok() {
-                    gate.invalidate_for(&event);
-                    store::copy_event(db, SOURCE, &event, position).await?;
-                    // Again: a check in flight during the copy may have cached the old answer.
+                    store::copy_event(db, SOURCE, &event, position, &ParticipantProjection).await?;
+                    // After the copy: a fence that passes this position finds the answers it
+                    // made stale gone, and the projection and stream up to date.
                     gate.invalidate_for(&event);
                     bus.committed();
                 }
+                gate.followed_through(position);
             }
             Some(Item::ResyncRequired(resync)) => {
                 // Events were missed: nothing cached can be trusted.
                 tracing::warn!(position = %resync.position, "conversation-service events were missed; resynchronising");
                 gate.invalidate_all();
+                tracing::error!(
+                    "participants changed in the missed events are not known to Subscribe streams until they change again"
+                );
                 let position = resync.position.parse::<i64>().unwrap_or_default();
                 store::set_source_position(db, SOURCE, position).await?;
+                gate.followed_through(position);
             }
             Some(Item::Heartbeat(_)) | None => {}
         }

@@ -16,7 +16,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::app::Messages;
-use crate::client::{Action, Answer};
+use crate::client::Action;
 use crate::events::BusEvent;
 
 /// Stream tuning.
@@ -34,67 +34,80 @@ pub struct StreamSettings {
 pub type SubscribeStream =
     Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
-/// Most conversations a subscription follows.
-const MAX_FOLLOWED: usize = 10_000;
-
-/// Which conversations a stream delivers: a fixed list, or whatever the caller can read,
-/// re-checked through the permission gate, whose cache membership events invalidate (so joins
-/// appear and removals stop as soon as conversation-service's event arrives).
+/// Which conversations a stream delivers, decided from the event flow alone: the conversations
+/// the caller participates in as of each event's position. The stream starts from the
+/// participant projection read in the same snapshot as the relay's head (undone back to the
+/// resume position), then follows participant events in position order. Every change
+/// conversation-service acknowledged before a message-service write is copied into the outbox
+/// ahead of that write's event (each write fences first, see `ConversationGate::fence`), so a
+/// participant added before a message was sent gets it, and one removed before does not,
+/// whatever the stream's delay.
 struct Membership {
-    app: Messages,
+    bus: crate::events::EventBus,
     caller: Caller,
-    fixed: bool,
-    followed: HashSet<Uuid>,
+    /// The conversations named in the request, if any: only their events are delivered.
+    named: Option<HashSet<Uuid>>,
+    /// The conversations the caller participates in, as of the stream's position.
+    joined: HashSet<Uuid>,
+}
+
+impl Membership {
+    fn reads(&self, conversation: Uuid) -> bool {
+        match &self.named {
+            // A tenant administrator may read every conversation it names.
+            Some(named) => {
+                named.contains(&conversation)
+                    && (self.caller.is_admin || self.joined.contains(&conversation))
+            }
+            None => self.joined.contains(&conversation),
+        }
+    }
 }
 
 impl Admission for Membership {
+    async fn prepare(
+        &mut self,
+        snapshot: &sea_orm::DatabaseTransaction,
+        head: i64,
+        from: i64,
+    ) -> Result<(), sea_orm::DbErr> {
+        self.joined = crate::store::participants::conversations_at(
+            snapshot,
+            &self.bus,
+            &self.caller.tenant_id,
+            &self.caller.user_id,
+            head,
+            from,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn admits(&mut self, event: &BusEvent) -> Result<bool, Undecided> {
         let conversation = event.conversation_id;
-        if self.fixed && !self.followed.contains(&conversation) {
-            return Ok(false);
-        }
+        let me = self.caller.user_id.as_str();
         use pb::event::Payload;
         match &event.event.payload {
+            Some(Payload::ParticipantAdded(change) | Payload::ParticipantRoleChanged(change))
+                if change.user_id == me =>
+            {
+                self.joined.insert(conversation);
+            }
             // The participant who was removed hears of it, and of nothing after.
-            Some(Payload::ParticipantRemoved(change)) if change.user_id == self.caller.user_id => {
-                self.followed.remove(&conversation);
-                return Ok(true);
+            Some(Payload::ParticipantRemoved(change)) if change.user_id == me => {
+                let admitted = self.reads(conversation);
+                self.joined.remove(&conversation);
+                return Ok(admitted);
             }
-            // A deleted conversation is unreadable: tell those who followed it.
-            Some(Payload::ConversationDeleted(_)) => {
-                return Ok(self.followed.remove(&conversation));
+            // The creation comes before the participants' own events: its list names them.
+            Some(Payload::ConversationCreated(created))
+                if created.participants.iter().any(|p| p.user_id == me) =>
+            {
+                self.joined.insert(conversation);
             }
-            // Other conversation changes go to the conversation's participants as the stream
-            // knows them at that point (the events arrive in order): asking for the current
-            // permission instead would drop the changes just before one's own removal.
-            Some(
-                Payload::ConversationCreated(_)
-                | Payload::ConversationUpdated(_)
-                | Payload::ConversationArchived(_)
-                | Payload::ParticipantAdded(_)
-                | Payload::ParticipantRemoved(_)
-                | Payload::ParticipantRoleChanged(_),
-            ) if self.followed.contains(&conversation) => return Ok(true),
             _ => {}
         }
-        let answer = self
-            .app
-            .gate()
-            .check(
-                &self.caller.tenant_id,
-                &self.caller.user_id,
-                conversation,
-                Action::Read,
-            )
-            .await
-            .map_err(|_| Undecided)?;
-        let readable = matches!(answer, Answer::Decided { allowed: true, .. });
-        if readable {
-            self.followed.insert(conversation);
-        } else {
-            self.followed.remove(&conversation);
-        }
-        Ok(readable)
+        Ok(self.reads(conversation))
     }
 }
 
@@ -106,20 +119,17 @@ pub async fn subscribe(
     resume: Option<i64>,
     conversations: Vec<Uuid>,
 ) -> ApiResult<SubscribeStream> {
-    let fixed = !conversations.is_empty();
-    let followed: HashSet<Uuid> = if fixed {
+    // Every change acknowledged before the call is in the projection the stream starts from.
+    app.gate().fence().await?;
+    let named = if conversations.is_empty() {
+        None
+    } else {
         for conversation in &conversations {
             app.gate()
-                .require(&caller, *conversation, Action::Read)
+                .require_fenced(&caller, *conversation, Action::Read)
                 .await?;
         }
-        conversations.into_iter().collect()
-    } else {
-        app.gate()
-            .joined_conversations(&caller, MAX_FOLLOWED)
-            .await?
-            .into_iter()
-            .collect()
+        Some(conversations.into_iter().collect())
     };
     let spec = StreamSpec {
         tenant: Some(caller.tenant_id.clone()),
@@ -129,10 +139,10 @@ pub async fn subscribe(
         resume_field: "resume_position",
     };
     let membership = Membership {
-        app: app.clone(),
+        bus: app.bus().clone(),
         caller,
-        fixed,
-        followed,
+        named,
+        joined: HashSet::new(),
     };
     stream::open(app.db(), app.bus(), spec, membership, |item| {
         let item = match item {

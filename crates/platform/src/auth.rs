@@ -334,6 +334,12 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
         (claims.tenant_id, claims.sub)
     };
     let every_tenant = is_service && claims_any_tenant && tenant_id == ANY_TENANT;
+    // `*` names every tenant for service tokens only; it is never a tenant of its own.
+    if tenant_id == ANY_TENANT && !every_tenant {
+        return Err(ApiError::Unauthenticated(
+            "tenant `*` is reserved for service tokens acting in every tenant".to_owned(),
+        ));
+    }
     if let Some(problem) = principal_id_problem(&tenant_id).filter(|_| !every_tenant) {
         return Err(invalid("tenant", problem));
     }

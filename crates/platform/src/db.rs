@@ -138,3 +138,21 @@ pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Tran
     })
     .await
 }
+
+/// Begins a read-only transaction that sees one consistent snapshot across its statements:
+/// `REPEATABLE READ` on PostgreSQL; on SQLite every transaction reads one snapshot (and the
+/// embedded default has a single connection).
+pub async fn begin_snapshot(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::TransactionTrait;
+    if is_postgres(db) {
+        db.begin_with_config(
+            Some(sea_orm::IsolationLevel::RepeatableRead),
+            Some(sea_orm::AccessMode::ReadOnly),
+        )
+        .await
+    } else {
+        db.begin().await
+    }
+}

@@ -703,6 +703,22 @@ impl ConversationService for ConversationGrpc {
         )
     }
 
+    async fn get_event_head(
+        &self,
+        request: Request<pb::GetEventHeadRequest>,
+    ) -> Result<Response<pb::GetEventHeadResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request_any_tenant(&request)?;
+                let head = self.app.event_head(&caller).await?;
+                Ok(pb::GetEventHeadResponse {
+                    position: head.to_string(),
+                })
+            }
+            .await,
+        )
+    }
+
     async fn check_permission(
         &self,
         request: Request<pb::CheckPermissionRequest>,
@@ -722,9 +738,13 @@ impl ConversationService for ConversationGrpc {
                 let (Some(id), Some(user), Some(action)) = (id, user, action) else {
                     return Err(violations.into_error());
                 };
+                let user_is_admin = request
+                    .user_roles
+                    .iter()
+                    .any(|role| role == messaging_platform::auth::ROLE_ADMIN);
                 let answer = self
                     .app
-                    .check_permission(&caller, id, &user, action)
+                    .check_permission(&caller, id, &user, user_is_admin, action)
                     .await?;
                 Ok(pb::CheckPermissionResponse {
                     allowed: answer.denial.is_none(),

@@ -51,8 +51,16 @@ pub enum ServiceCredentials {
     Minted(TokenIssuer),
 }
 
-/// One conversation's cached answers, by user and action.
-type Answers = Arc<Mutex<HashMap<(String, i32), (Answer, Instant)>>>;
+/// One conversation's cached answers, by user, action and administrator flag, with the
+/// generation that invalidations advance: an answer fetched before an invalidation is not
+/// stored after it.
+#[derive(Debug, Default)]
+struct ConversationAnswers {
+    generation: u64,
+    answers: HashMap<(String, i32, bool), (Answer, Instant)>,
+}
+
+type Answers = Arc<Mutex<ConversationAnswers>>;
 
 struct CachedToken {
     value: String,
@@ -75,9 +83,18 @@ pub struct ConversationGate {
     /// and streams), for the same TTL; a participant event about the user drops its list, a
     /// conversation update or deletion drops every list.
     joined: moka::sync::Cache<(String, String), Arc<JoinedList>>,
+    /// Advanced by every invalidation of `joined`: a list fetched across one is not stored.
+    joined_generation: Arc<std::sync::atomic::AtomicU64>,
     ttl: Duration,
     timeout: Duration,
+    /// How far this replica has followed conversation-service's events (see `crate::membership`).
+    followed: tokio::sync::watch::Sender<i64>,
+    /// Requests waiting for the next fence (see [`ConversationGate::fence`]).
+    fences: tokio::sync::mpsc::UnboundedSender<FenceWaiter>,
 }
+
+/// A request waiting for a fence: told `Err(reason)` when it failed.
+type FenceWaiter = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 impl std::fmt::Debug for ConversationGate {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,7 +121,8 @@ impl ConversationGate {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .connect_lazy();
-        Ok(Self {
+        let (fences, waiting) = tokio::sync::mpsc::unbounded_channel();
+        let gate = Self {
             client: ConversationServiceClient::new(channel),
             credentials,
             token: Arc::new(Mutex::new(None)),
@@ -116,9 +134,76 @@ impl ConversationGate {
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl.max(Duration::from_millis(1)))
                 .build(),
+            joined_generation: Arc::default(),
             ttl: cache_ttl,
             timeout,
-        })
+            followed: tokio::sync::watch::Sender::new(-1),
+            fences,
+        };
+        // The task's copy of the gate holds no sender of the queue, so the task ends when the
+        // last gate does.
+        let mut prober = gate.clone();
+        prober.fences = tokio::sync::mpsc::unbounded_channel().0;
+        tokio::spawn(run_fences(prober, waiting));
+        Ok(gate)
+    }
+
+    /// Records that this replica has processed conversation-service's events through
+    /// `position` (copied them and dropped what they make stale).
+    pub fn followed_through(&self, position: i64) {
+        self.followed.send_replace(position);
+    }
+
+    /// Waits until this replica has processed every event of a change conversation-service
+    /// acknowledged before this call: asks for conversation-service's event head, then waits
+    /// for the follower to pass it. Concurrent callers share one round trip (a fence serves
+    /// every caller that arrived before it started). UNAVAILABLE when conversation-service does
+    /// not answer, or its events do not arrive, within `conversation_service_timeout`.
+    pub async fn fence(&self) -> ApiResult<()> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.fences
+            .send(sender)
+            .map_err(|_| ApiError::Unavailable("shutting down".to_owned()))?;
+        receiver
+            .await
+            .map_err(|_| ApiError::Unavailable("shutting down".to_owned()))?
+            .map_err(ApiError::Unavailable)
+    }
+
+    async fn fence_once(&self) -> Result<(), String> {
+        let request = self
+            .request(ANY_TENANT, "message-service", pb::GetEventHeadRequest {})
+            .map_err(|error| error.to_string())?;
+        let head = self
+            .client
+            .clone()
+            .get_event_head(request)
+            .await
+            .map_err(|status| match unavailable(&status) {
+                ApiError::Unavailable(message) => message,
+                other => other.to_string(),
+            })?
+            .into_inner()
+            .position
+            .parse::<i64>()
+            .map_err(|_| "conversation-service sent an unreadable position".to_owned())?;
+        let mut followed = self.followed.subscribe();
+        match tokio::time::timeout(self.timeout, followed.wait_for(|through| *through >= head))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                tracing::warn!(
+                    head,
+                    followed = *self.followed.borrow(),
+                    "conversation-service's events are late"
+                );
+                Err(
+                    "conversation-service's changes are not yet visible here; retry later"
+                        .to_owned(),
+                )
+            }
+        }
     }
 
     fn token(&self) -> ApiResult<String> {
@@ -170,21 +255,28 @@ impl ConversationGate {
         Ok(request)
     }
 
-    /// Whether `user` of `tenant` may perform `action` in `conversation` (cached).
+    /// Whether `user` of `tenant` (a tenant administrator when `admin`) may perform `action` in
+    /// `conversation` (cached; call [`Self::fence`] first to see every acknowledged change).
     pub async fn check(
         &self,
         tenant: &str,
         user: &str,
+        admin: bool,
         conversation: Uuid,
         action: Action,
     ) -> ApiResult<Answer> {
         let answers = self
             .cache
             .get_with((tenant.to_owned(), conversation), Default::default);
-        let key = (user.to_owned(), action as i32);
+        let key = (user.to_owned(), action as i32, admin);
         let now = Instant::now();
-        if let Some(answer) = answers.lock().ok().and_then(|map| {
-            map.get(&key)
+        let Ok(generation) = answers.lock().map(|entry| entry.generation) else {
+            return Err(ApiError::internal(anyhow::anyhow!("cache lock poisoned")));
+        };
+        if let Some(answer) = answers.lock().ok().and_then(|entry| {
+            entry
+                .answers
+                .get(&key)
                 .filter(|(_, expires)| *expires > now)
                 .map(|(answer, _)| *answer)
         }) {
@@ -194,6 +286,11 @@ impl ConversationGate {
             conversation_id: conversation.to_string(),
             user_id: user.to_owned(),
             action: action.into(),
+            user_roles: if admin {
+                vec![messaging_platform::auth::ROLE_ADMIN.to_owned()]
+            } else {
+                Vec::new()
+            },
         };
         let answer = match self
             .client
@@ -216,8 +313,10 @@ impl ConversationGate {
         // 75 to 100% of the TTL, spread by a random fraction.
         let spread = f64::from(uuid::Uuid::new_v4().as_u128() as u16) / f64::from(u16::MAX);
         let expires = now + self.ttl.mul_f64(0.75 + 0.25 * spread);
-        if let Ok(mut map) = answers.lock() {
-            map.insert(key, (answer, expires));
+        if let Ok(mut entry) = answers.lock()
+            && entry.generation == generation
+        {
+            entry.answers.insert(key, (answer, expires));
         }
         Ok(answer)
     }
@@ -227,14 +326,34 @@ impl ConversationGate {
     /// another tenant, or a group or direct conversation it is not in), PERMISSION_DENIED for a
     /// visible conversation where its role is too low (or a channel it has not joined),
     /// FAILED_PRECONDITION when archived.
+    ///
+    /// Fences first (see [`Self::fence`]): every change conversation-service acknowledged
+    /// before the call counts.
     pub async fn require(
         &self,
         caller: &Caller,
         conversation: Uuid,
         action: Action,
     ) -> ApiResult<Role> {
+        self.fence().await?;
+        self.require_fenced(caller, conversation, action).await
+    }
+
+    /// [`Self::require`] after the caller fenced.
+    pub async fn require_fenced(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        action: Action,
+    ) -> ApiResult<Role> {
         match self
-            .check(&caller.tenant_id, &caller.user_id, conversation, action)
+            .check(
+                &caller.tenant_id,
+                &caller.user_id,
+                caller.is_admin,
+                conversation,
+                action,
+            )
             .await?
         {
             Answer::NotFound => Err(ApiError::NotFound("conversation")),
@@ -277,13 +396,27 @@ impl ConversationGate {
 
     /// Forgets every cached answer about `conversation`: its membership or state changed.
     pub fn invalidate_conversation(&self, tenant: &str, conversation: Uuid) {
-        self.cache.invalidate(&(tenant.to_owned(), conversation));
+        if let Some(answers) = self.cache.get(&(tenant.to_owned(), conversation))
+            && let Ok(mut entry) = answers.lock()
+        {
+            entry.generation += 1;
+            entry.answers.clear();
+        }
     }
 
     /// Forgets every cached answer (after missing events, for example).
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
-        self.joined.invalidate_all();
+        self.invalidate_joined(None);
+    }
+
+    fn invalidate_joined(&self, key: Option<(String, String)>) {
+        self.joined_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match key {
+            Some(key) => self.joined.invalidate(&key),
+            None => self.joined.invalidate_all(),
+        }
     }
 
     /// Forgets what a conversation-service event makes stale: the answers about its
@@ -299,12 +432,10 @@ impl ConversationGate {
                 Payload::ParticipantAdded(change)
                 | Payload::ParticipantRemoved(change)
                 | Payload::ParticipantRoleChanged(change),
-            ) => self
-                .joined
-                .invalidate(&(event.tenant_id.clone(), change.user_id.clone())),
+            ) => self.invalidate_joined(Some((event.tenant_id.clone(), change.user_id.clone()))),
             // Deleted, or restored (an update): whose lists change is not in the event.
             Some(Payload::ConversationDeleted(_) | Payload::ConversationUpdated(_)) => {
-                self.joined.invalidate_all();
+                self.invalidate_joined(None);
             }
             _ => {}
         }
@@ -339,18 +470,23 @@ impl ConversationGate {
         conversation: Uuid,
     ) -> ApiResult<bool> {
         Ok(matches!(
-            self.check(tenant, user, conversation, Action::Read).await?,
+            self.check(tenant, user, false, conversation, Action::Read).await?,
             Answer::Decided { role, .. } if role != Role::Unspecified
         ))
     }
 
-    /// Every conversation the caller participates in (archived ones included), at most `limit`.
+    /// Every conversation the caller participates in (archived ones included), at most `limit`,
+    /// after a fence.
     pub async fn joined_conversations(
         &self,
         caller: &Caller,
         limit: usize,
     ) -> ApiResult<Vec<Uuid>> {
+        self.fence().await?;
         let key = (caller.tenant_id.clone(), caller.user_id.clone());
+        let generation = self
+            .joined_generation
+            .load(std::sync::atomic::Ordering::SeqCst);
         if let Some(list) = self.joined.get(&key)
             && (list.complete || list.ids.len() >= limit)
         {
@@ -363,7 +499,13 @@ impl ConversationGate {
             ids,
         };
         let answer = list.ids.iter().take(limit).copied().collect();
-        self.joined.insert(key, Arc::new(list));
+        if self
+            .joined_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == generation
+        {
+            self.joined.insert(key, Arc::new(list));
+        }
         Ok(answer)
     }
 
@@ -422,6 +564,23 @@ fn action_verb(action: Action) -> &'static str {
         Action::Archive => "archive",
         Action::Delete => "delete the conversation",
         Action::TransferOwnership => "transfer ownership",
+    }
+}
+
+/// Serves fences: each round trip answers every request that was waiting when it started.
+async fn run_fences(
+    gate: ConversationGate,
+    mut waiting: tokio::sync::mpsc::UnboundedReceiver<FenceWaiter>,
+) {
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = waiting.try_recv() {
+            batch.push(next);
+        }
+        let outcome = gate.fence_once().await;
+        for waiter in batch {
+            let _ = waiter.send(outcome.clone());
+        }
     }
 }
 

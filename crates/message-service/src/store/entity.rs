@@ -252,3 +252,27 @@ pub mod search_token {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `participants`: who participates in which conversation, with which role, as the copied
+/// events of conversation-service say (the projection Subscribe streams decide from).
+pub mod participant {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "participants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub conversation_id: Uuid,
+        /// `ROLE_OWNER`, `ROLE_ADMIN`, ... as in the events.
+        pub role: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

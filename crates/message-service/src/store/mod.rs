@@ -3,6 +3,7 @@
 
 pub mod entity;
 pub mod migration;
+pub mod participants;
 
 use chrono::{DateTime, Utc};
 use messaging_platform::config::DatabaseSettings;

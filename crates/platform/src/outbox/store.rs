@@ -107,7 +107,22 @@ pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64
 /// visible position implies every lower one is visible too. Returns how many were stamped.
 pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
     let transaction = crate::db::begin_write(db).await?;
-    let relay = lock_relay(&transaction).await?;
+    let stamped = stamp_within(&transaction, batch).await?;
+    if stamped == 0 {
+        transaction.rollback().await?;
+    } else {
+        transaction.commit().await?;
+    }
+    Ok(stamped)
+}
+
+/// [`stamp_events`] within `transaction`, which keeps the relay row locked until it ends: its
+/// own events are stamped too, so they are positioned the moment they become visible.
+pub async fn stamp_within(
+    transaction: &sea_orm::DatabaseTransaction,
+    batch: u64,
+) -> Result<u64, DbErr> {
+    let relay = lock_relay(transaction).await?;
     // One statement numbers the oldest unstamped rows (PostgreSQL, and SQLite 3.33+).
     let backend = transaction.get_database_backend();
     let sql = match backend {
@@ -132,14 +147,26 @@ pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, Db
         .await?
         .rows_affected();
     if stamped == 0 {
-        transaction.rollback().await?;
         return Ok(0);
     }
     let position = relay.last_position + i64::try_from(stamped).unwrap_or(i64::MAX);
-    set_relay_column(&transaction, event_relay::Column::LastPosition, position).await?;
-    transaction.commit().await?;
+    set_relay_column(transaction, event_relay::Column::LastPosition, position).await?;
     Ok(stamped)
 }
+
+/// Stamps every committed, unstamped event (in batches); returns how many.
+pub async fn stamp_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let mut total = 0;
+    loop {
+        let stamped = stamp_events(db, STAMP_ALL_BATCH).await?;
+        total += stamped;
+        if stamped < STAMP_ALL_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+const STAMP_ALL_BATCH: u64 = 500;
 
 /// Stamped events after `after`, in position order: all tenants when `tenant` is `None`.
 pub async fn events_after<C: ConnectionTrait>(
@@ -299,14 +326,30 @@ fn source_row(source: &str) -> String {
     format!("source:{source}")
 }
 
-/// Copies `event` (another service's, at `position` in its stream) into this outbox and moves
-/// the source's mark, in one transaction. Events already copied (by this or another replica)
-/// are skipped by event id. Returns whether the event was new.
+/// What a service keeps of the events it copies from another's stream (message-service: who
+/// participates where), updated in the copying transaction.
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync {
+    /// Applies `event` within `transaction`: once per source position, in order.
+    async fn apply(
+        &self,
+        transaction: &sea_orm::DatabaseTransaction,
+        event: &pb::Event,
+    ) -> Result<(), DbErr>;
+}
+
+/// Copies `event` (another service's, at `position` in its stream) into this outbox, applies
+/// it to `projection`, stamps it, and moves the source's mark, all in one transaction. Events
+/// already copied (by this or another replica) are skipped by event id. Because the copy is
+/// stamped before it commits, a snapshot that sees the projection's change also sees the
+/// event's position at or below the relay's head, and one that does not, sees neither.
+/// Returns whether the event was new.
 pub async fn copy_event(
     db: &DatabaseConnection,
     source: &str,
     event: &pb::Event,
     position: i64,
+    projection: &dyn Projection,
 ) -> Result<bool, DbErr> {
     use sea_orm::sea_query::OnConflict;
     let event_id = Uuid::parse_str(&event.event_id)
@@ -345,9 +388,49 @@ pub async fn copy_event(
     .exec_without_returning(&transaction)
     .await?
         > 0;
+    // The projection has a mark of its own, moved first: of replicas copying the same event,
+    // only the one that moves it applies the event (the row lock orders them), each source
+    // position once and in order, also when the copy itself was made before (rebuilding).
+    if advance_projection(&transaction, source, position).await? {
+        projection.apply(&transaction, event).await?;
+    }
+    if inserted {
+        while stamp_within(&transaction, STAMP_ALL_BATCH).await? == STAMP_ALL_BATCH {}
+    }
     move_source(&transaction, source, position, true).await?;
     transaction.commit().await?;
     Ok(inserted)
+}
+
+/// Moves the projection mark of `source` forward to `position`; false when it was there already.
+async fn advance_projection(
+    transaction: &sea_orm::DatabaseTransaction,
+    source: &str,
+    position: i64,
+) -> Result<bool, DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    let name = format!("projection:{source}");
+    event_relay::Entity::insert(event_relay::ActiveModel {
+        name: sea_orm::Set(name.clone()),
+        last_position: sea_orm::Set(0),
+        pruned_through: sea_orm::Set(0),
+        nats_published_through: sea_orm::Set(0),
+    })
+    .on_conflict(
+        OnConflict::column(event_relay::Column::Name)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(transaction)
+    .await?;
+    let moved = event_relay::Entity::update_many()
+        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
+        .filter(event_relay::Column::Name.eq(name))
+        .filter(event_relay::Column::LastPosition.lt(position))
+        .exec(transaction)
+        .await?
+        .rows_affected;
+    Ok(moved > 0)
 }
 
 /// Moves the mark of `source` to `position` (after a resync: even backwards, when the source
@@ -357,7 +440,15 @@ pub async fn set_source_position(
     source: &str,
     position: i64,
 ) -> Result<(), DbErr> {
-    move_source(db, source, position, false).await
+    let transaction = crate::db::begin_write(db).await?;
+    move_source(&transaction, source, position, false).await?;
+    // The projection follows the source from there on.
+    event_relay::Entity::update_many()
+        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
+        .filter(event_relay::Column::Name.eq(format!("projection:{source}")))
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await
 }
 
 async fn move_source<C: ConnectionTrait>(

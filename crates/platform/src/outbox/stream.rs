@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use messaging_proto::message::v1 as pb;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -34,6 +34,19 @@ pub enum Item {
 
 /// Decides which events a stream delivers.
 pub trait Admission: Send + 'static {
+    /// Called once before anything is delivered, within a database snapshot whose relay head
+    /// is `head`: sets up what the decisions rest on as it was at position `from` (the resume
+    /// position, or `head` for a stream from now), since events are then offered from `from`
+    /// on, in order.
+    fn prepare(
+        &mut self,
+        _snapshot: &DatabaseTransaction,
+        _head: i64,
+        _from: i64,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send {
+        async { Ok(()) }
+    }
+
     /// Whether `event` goes to this stream; [`Undecided`] when that cannot be known now (a
     /// permission service down): the stream then ends with UNAVAILABLE and the position to
     /// resume from, rather than silently dropping the event.
@@ -128,7 +141,14 @@ where
     W: Fn(Item) -> R + Send + Sync + 'static,
 {
     let mut live = bus.subscribe();
-    let (head, pruned_through) = store::relay_state(db).await?;
+    let snapshot = crate::db::begin_snapshot(db).await?;
+    let (head, pruned_through) = store::relay_state(&snapshot).await?;
+    let from = match spec.resume {
+        Some(position) if position >= pruned_through && position <= head => position,
+        _ => head,
+    };
+    admission.prepare(&snapshot, head, from).await?;
+    snapshot.commit().await?;
     // Boxed items: the channel allocates its slots in blocks of 32 up front, and a boxed
     // slot is a pointer rather than a whole response, which keeps idle streams small.
     let (sender, receiver) = mpsc::channel::<Box<R>>(spec.buffer.max(1));

@@ -6,6 +6,7 @@ mod m0001_messages;
 mod m0002_events;
 mod m0003_nats_progress;
 mod m0004_keys_and_search;
+mod m0005_participants;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_events::Migration),
             Box::new(m0003_nats_progress::Migration),
             Box::new(m0004_keys_and_search::Migration),
+            Box::new(m0005_participants::Migration),
         ]
     }
 }

@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= deploy/dev.toml
 BUF ?= npx -y @bufbuild/buf
 
-.PHONY: run build test bench bench-full lint fmt fmt-check clippy proto-deps buf-lint buf-build token clean
+.PHONY: run build test soak bench bench-full lint fmt fmt-check clippy proto-deps buf-lint buf-build token clean
 
 ## Builds and starts both services on the embedded default (SQLite under ./data); Ctrl-C stops both.
 run: build
@@ -22,6 +22,11 @@ build:
 test:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --all-targets
+
+## The stream completeness test in 20 larger rounds per backend (10 users, 6 conversations,
+## 900 messages and 300 membership changes a round; about 3.5 minutes).
+soak:
+	MESSAGING_SOAK_ROUNDS=$${MESSAGING_SOAK_ROUNDS:-20} $(CARGO) test -p messaging-e2e --test stream_completeness -- --nocapture
 
 ## Load generator over real gRPC with same-run baselines; PostgreSQL and NATS when reachable.
 ## Results: the table, target/bench/results.json, latency.svg and history.svg.

@@ -26,6 +26,7 @@ backend_tests!(
     typing_is_ephemeral_and_rate_limited,
     idle_streams_get_heartbeats,
     slow_subscribers_are_ended_with_a_resume_position,
+    shutdown_ends_streams_with_a_resume_position,
 );
 
 const TENANT: &str = "acme";
@@ -668,4 +669,84 @@ async fn slow_subscribers_are_ended_with_a_resume_position(backend: Backend) {
         "{}",
         status.message()
     );
+}
+
+async fn shutdown_ends_streams_with_a_resume_position(backend: Backend) {
+    let drain = Duration::from_secs(5);
+    let harness = MessagingHarness::start_with(backend, |settings| {
+        settings.message_service.drain_timeout = drain;
+    })
+    .await;
+    let id = team(&harness, TENANT).await;
+    let mut alice = harness.client(TENANT, "alice");
+    let mut bob = harness.client(TENANT, "bob");
+    let mut stream = subscribe(&mut bob, "").await;
+    alice
+        .send_message(text(&id, "before the restart"))
+        .await
+        .expect("send");
+    let first = next_event(&mut stream).await;
+    let MessagingHarness {
+        conversations,
+        messages,
+        message_database,
+        ..
+    } = harness;
+
+    // SIGTERM's path: the open stream does not hold the shutdown up.
+    let started = Instant::now();
+    messages.stop().await.expect("a clean stop");
+    assert!(
+        started.elapsed() < drain,
+        "message-service took {:?} to stop with an open stream",
+        started.elapsed()
+    );
+    let status = loop {
+        match tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("the stream ends within the deadline")
+        {
+            Ok(Some(response)) if matches!(response.item, Some(Item::Heartbeat(_))) => continue,
+            Ok(other) => panic!("expected the end of the stream, got {other:?}"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let resume = status
+        .message()
+        .split('"')
+        .nth(1)
+        .expect("a quoted resume position")
+        .to_owned();
+    assert!(
+        resume.parse::<i64>().expect("position")
+            >= first.position.parse::<i64>().expect("position"),
+        "{}",
+        status.message()
+    );
+
+    // Another instance takes over; resuming there misses nothing.
+    let settings = messaging_e2e::message_settings(&message_database, &conversations.server.url());
+    let messages = messaging_e2e::start_message_service(settings).await;
+    let mut alice = messaging_e2e::message_client(&messages, TENANT, "alice").await;
+    let mut bob = messaging_e2e::message_client(&messages, TENANT, "bob").await;
+    let mut resumed = subscribe(&mut bob, &resume).await;
+    alice
+        .send_message(text(&id, "after the restart"))
+        .await
+        .expect("send");
+    assert_eq!(
+        created_text(&next_event(&mut resumed).await).as_deref(),
+        Some("after the restart")
+    );
+
+    // conversation-service stops promptly too while message-service follows its events.
+    let started = Instant::now();
+    conversations.server.stop().await.expect("a clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "conversation-service took {:?} to stop while followed",
+        started.elapsed()
+    );
+    messages.stop().await.expect("a clean stop");
 }

@@ -43,6 +43,10 @@ pub struct ServiceSettings {
     pub max_participants: u32,
     /// The outbox, relay, WatchEvents streams and NATS (`[conversation_service.events]`).
     pub events: messaging_platform::outbox::EventSettings,
+    /// How long a shutdown waits for in-flight calls and background tasks after open streams
+    /// were ended (with their resume position); default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -59,6 +63,7 @@ impl Default for ServiceSettings {
             purge_interval: Duration::from_secs(3600),
             max_participants: 10_000,
             events: messaging_platform::outbox::EventSettings::default(),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

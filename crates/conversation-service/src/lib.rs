@@ -35,6 +35,10 @@ pub async fn run(
     let service = &settings.conversation_service;
     let db = store::connect(&service.database).await?;
     let (bus, relay) = service.events.start(&db, &[], None).await?;
+    let drain = messaging_platform::server::Drain {
+        closing: bus.closing().clone(),
+        deadline: service.drain_timeout,
+    };
     let app = Conversations::new(
         db,
         Policy {
@@ -43,24 +47,45 @@ pub async fn run(
         },
         bus,
     );
-    let purger = tokio::spawn(purge_periodically(app.clone(), service.purge_interval));
+    let purger = tokio::spawn(purge_periodically(
+        app.clone(),
+        service.purge_interval,
+        drain.closing.clone(),
+    ));
     let grpc = ConversationServiceServer::with_interceptor(
         grpc::ConversationGrpc::new(app, service.events.clone()),
         authenticator.interceptor(),
     );
     tracing::info!(address = %listener.local_addr()?, "conversation-service listening");
-    let result =
-        messaging_platform::server::serve(listener, Routes::new(grpc), &[SERVICE_NAME], shutdown)
-            .await;
-    purger.abort();
-    relay.abort();
+    let deadline = drain.deadline;
+    let result = messaging_platform::server::serve(
+        listener,
+        Routes::new(grpc),
+        &[SERVICE_NAME],
+        shutdown,
+        drain,
+    )
+    .await;
+    messaging_platform::server::join_background(
+        vec![("purger", purger), ("event relay", relay)],
+        deadline,
+    )
+    .await;
     result
 }
 
-async fn purge_periodically(app: Conversations, interval: std::time::Duration) {
+/// Purges now and then until `closing`; a purge in progress completes.
+async fn purge_periodically(
+    app: Conversations,
+    interval: std::time::Duration,
+    closing: tokio_util::sync::CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval.max(std::time::Duration::from_secs(1)));
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            () = closing.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
         match app.purge_expired().await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "purged deleted conversations"),

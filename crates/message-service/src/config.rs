@@ -53,6 +53,10 @@ pub struct ServiceSettings {
     pub edit_window: Option<Duration>,
     /// The outbox, relay, streams and NATS (`[message_service.events]`).
     pub events: messaging_platform::outbox::EventSettings,
+    /// How long a shutdown waits for in-flight calls and background tasks after open streams
+    /// were ended (with their resume position); default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
     /// Least time between two typing indicators of one user in one conversation; default 1 s.
     #[serde(with = "humantime_serde")]
     pub typing_interval: Duration,
@@ -77,6 +81,7 @@ impl Default for ServiceSettings {
             max_body_bytes: 16 * 1024,
             edit_window: None,
             events: messaging_platform::outbox::EventSettings::default(),
+            drain_timeout: Duration::from_secs(10),
             typing_interval: Duration::from_secs(1),
             encryption: crate::keys::EncryptionSettings::default(),
         }

@@ -69,6 +69,10 @@ pub async fn run(
         .start(&db, events::FOREIGN_KINDS, Some(Arc::new(keys.clone())))
         .await?;
     let follower = tokio::spawn(membership::follow(db.clone(), gate.clone(), bus.clone()));
+    let drain = messaging_platform::server::Drain {
+        closing: bus.closing().clone(),
+        deadline: service.drain_timeout,
+    };
     let streams = streams::StreamSettings {
         heartbeat_interval: service.events.heartbeat_interval,
         buffer: service.events.stream_buffer,
@@ -93,9 +97,13 @@ pub async fn run(
         authenticator.interceptor(),
     ));
     tracing::info!(address = %listener.local_addr()?, "message-service listening");
+    let deadline = drain.deadline;
     let result =
-        messaging_platform::server::serve(listener, routes, &SERVICE_NAMES, shutdown).await;
-    relay.abort();
-    follower.abort();
+        messaging_platform::server::serve(listener, routes, &SERVICE_NAMES, shutdown, drain).await;
+    messaging_platform::server::join_background(
+        vec![("event relay", relay), ("event follower", follower)],
+        deadline,
+    )
+    .await;
     result
 }

@@ -26,11 +26,18 @@ pub const SOURCE: &str = "conversation-service";
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
-/// Runs until the task is aborted.
+/// Runs until the bus is closing (see `EventBus::closing`); a copy in progress completes.
 pub async fn follow(db: DatabaseConnection, gate: ConversationGate, bus: EventBus) {
     let mut retry = FIRST_RETRY;
+    let closing = bus.closing().clone();
     loop {
-        match follow_once(&db, &gate, &bus, &mut retry).await {
+        // Not raced against `closing`: that would cancel a copy midway; follow_once gives way
+        // at its waits.
+        let outcome = follow_once(&db, &gate, &bus, &mut retry, &closing).await;
+        if closing.is_cancelled() {
+            return;
+        }
+        match outcome {
             Ok(()) => tracing::info!("conversation-service ended its event stream; reconnecting"),
             Err(error) => {
                 tracing::warn!(%error, "following conversation-service's events failed; retrying")
@@ -38,7 +45,10 @@ pub async fn follow(db: DatabaseConnection, gate: ConversationGate, bus: EventBu
         }
         // Answers cached while the stream was down may be stale.
         gate.invalidate_all();
-        tokio::time::sleep(retry).await;
+        tokio::select! {
+            () = closing.cancelled() => return,
+            () = tokio::time::sleep(retry) => {}
+        }
         retry = (retry * 2).min(LAST_RETRY);
     }
 }
@@ -48,6 +58,7 @@ async fn follow_once(
     gate: &ConversationGate,
     bus: &EventBus,
     retry: &mut Duration,
+    closing: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     // The first time, from the oldest retained event: changes made before this service first
     // connected are part of its streams' history too (and none is missed in a race with start-up).
@@ -57,7 +68,15 @@ async fn follow_once(
     // Copied through `after` (by this replica or another), and this replica's answers were all
     // dropped before connecting.
     gate.followed_through(after);
-    while let Some(response) = stream.message().await? {
+    loop {
+        // Only the wait for the next event gives way to shutdown, never a copy.
+        let response = tokio::select! {
+            () = closing.cancelled() => return Ok(()),
+            response = stream.message() => match response? {
+                Some(response) => response,
+                None => return Ok(()),
+            },
+        };
         match response.item {
             Some(Item::Event(event)) => {
                 let Ok(position) = event.position.parse::<i64>() else {
@@ -86,5 +105,4 @@ async fn follow_once(
             Some(Item::Heartbeat(_)) | None => {}
         }
     }
-    Ok(())
 }

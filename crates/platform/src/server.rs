@@ -1,6 +1,8 @@
 //! The gRPC server bootstrap: the caller binds the listener (port 0 in tests) and owns shutdown;
 //! the server always adds `grpc.health.v1` and server reflection (v1 and v1alpha, for grpcurl
-//! and `buf curl` alike), logs one span per call, and drains in-flight calls on shutdown.
+//! and `buf curl` alike), logs one span per call, and drains on shutdown: health turns
+//! NOT_SERVING, open streams end with their resume position, in-flight unary calls finish, and
+//! whatever is still open when the drain deadline passes is closed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,14 +14,24 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-/// Serves `routes` plus health and reflection on `listener` until `shutdown` completes.
-/// `health_names` are the fully qualified service names reported SERVING (the empty name, for
-/// the whole server, is always reported).
+/// How a server stops.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    /// Cancelled when shutdown begins: streams and background tasks watch it.
+    pub closing: tokio_util::sync::CancellationToken,
+    /// How long in-flight calls may take to finish after that.
+    pub deadline: Duration,
+}
+
+/// Serves `routes` plus health and reflection on `listener` until `shutdown` completes, then
+/// drains (see the module comment). `health_names` are the fully qualified service names
+/// reported SERVING (the empty name, for the whole server, is always reported).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     health_names: &[&str],
     shutdown: impl Future<Output = ()> + Send,
+    drain: Drain,
 ) -> anyhow::Result<()> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter
@@ -44,9 +56,11 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let names: Vec<String> = health_names.iter().map(|name| (*name).to_owned()).collect();
+    let closing = drain.closing.clone();
     let shutdown = async move {
         shutdown.await;
-        tracing::info!("shutting down: draining in-flight calls");
+        tracing::info!(deadline = ?drain.deadline, "shutting down: draining in-flight calls");
+        closing.cancel();
         reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;
@@ -69,7 +83,7 @@ pub async fn serve(
         }
         stream
     });
-    Server::builder()
+    let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
@@ -77,9 +91,36 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let deadline = async {
+        drain.closing.cancelled().await;
+        tokio::time::sleep(drain.deadline).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = deadline => {
+            tracing::warn!("drain deadline passed: closing the calls still open");
+        }
+    }
     Ok(())
+}
+
+/// Waits for background tasks that stop on their own once `closing` is cancelled, for at most
+/// `deadline`; those still running then are aborted (and logged).
+pub async fn join_background(
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+    deadline: Duration,
+) {
+    let until = tokio::time::Instant::now() + deadline;
+    for (name, mut task) in tasks {
+        if tokio::time::timeout_at(until, &mut task).await.is_err() {
+            tracing::warn!(
+                task = name,
+                "background task did not stop in time; aborting it"
+            );
+            task.abort();
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -61,6 +61,9 @@ pub struct EventBus {
     sender: broadcast::Sender<Arc<BusEvent>>,
     wake: Arc<Notify>,
     keys: Option<Arc<dyn KeySource>>,
+    /// Cancelled when the service begins to shut down: streams end with their resume
+    /// position, background tasks stop at their next wait.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl EventBus {
@@ -72,7 +75,13 @@ impl EventBus {
             sender,
             wake: Arc::new(Notify::new()),
             keys: None,
+            closing: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// The shutdown signal of the service this bus belongs to.
+    pub fn closing(&self) -> &tokio_util::sync::CancellationToken {
+        &self.closing
     }
 
     /// The same bus, opening sealed payloads with keys from `keys`.
@@ -135,7 +144,7 @@ impl Default for EventSettings {
 
 impl EventSettings {
     /// Creates the bus, connects to NATS when configured, and starts the relay. The relay
-    /// runs until the returned task is aborted.
+    /// runs until the bus is closing (see [`EventBus::closing`]).
     pub async fn start(
         &self,
         db: &DatabaseConnection,
@@ -159,6 +168,7 @@ impl EventSettings {
                 .min(self.retention.max(Duration::from_millis(10))),
         };
         let relay = tokio::spawn(run_relay(db.clone(), bus.clone(), settings, nats));
+        // Stops at its next wait once the bus is closing: a pass in progress completes.
         Ok((bus, relay))
     }
 }
@@ -301,6 +311,7 @@ pub async fn run_relay(
     let mut prune = tokio::time::interval(settings.prune_interval.max(Duration::from_millis(1)));
     loop {
         tokio::select! {
+            () = bus.closing.cancelled() => return,
             () = bus.wake.notified() => {}
             _ = poll.tick() => {}
             _ = prune.tick() => {

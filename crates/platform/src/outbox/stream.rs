@@ -122,6 +122,12 @@ fn undecided(field: &str, cursor: i64) -> Status {
     ))
 }
 
+fn shutting_down(field: &str, cursor: i64) -> Status {
+    Status::unavailable(format!(
+        "server shutting down: resume with {field} \"{cursor}\" on another replica or later"
+    ))
+}
+
 fn replay_failed(error: &DbErr) -> Status {
     tracing::warn!(%error, "replay failed");
     Status::unavailable("replay failed; resume from your last position")
@@ -156,10 +162,24 @@ where
     let db = db.clone();
     let bus = bus.clone();
     tokio::spawn(async move {
+        let wrap = &wrap;
         let offer = |item: Item| match sender.try_send(Box::new(wrap(item))) {
             Ok(()) => Sent::Ok,
             Err(mpsc::error::TrySendError::Full(_)) => Sent::TooSlow,
             Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
+        };
+        // Replayed events come from the database, not the bus: they wait for a client that
+        // reads (up to a heartbeat interval per item) rather than end its stream at once.
+        let patience = spec.heartbeat_interval.max(Duration::from_millis(1));
+        let offer_replayed = |item: Item| {
+            let sender = &sender;
+            async move {
+                match tokio::time::timeout(patience, sender.send(Box::new(wrap(item)))).await {
+                    Ok(Ok(())) => Sent::Ok,
+                    Ok(Err(_)) => Sent::Closed,
+                    Err(_) => Sent::TooSlow,
+                }
+            }
         };
         let tenant = spec.tenant.as_deref();
         let mut cursor = head;
@@ -190,11 +210,14 @@ where
                             Err(error) => return Some(replay_failed(&error)),
                         }
                         let Some(last) = rows.last().and_then(|row| row.position) else { break };
+                        if bus.closing().is_cancelled() {
+                            return Some(shutting_down(spec.resume_field, after));
+                        }
                         for row in rows {
                             let Some(event) = decode(&bus, &row).await else { continue };
                             let before = row.position.map_or(after, |p| p - 1);
                             match admission.admits(&event).await {
-                                Ok(true) => match offer(Item::Event(Box::new(event.event))) {
+                                Ok(true) => match offer_replayed(Item::Event(Box::new(event.event))).await {
                                     Sent::Ok => {}
                                     Sent::Closed => return None,
                                     Sent::TooSlow => return Some(too_slow(spec.resume_field, before)),
@@ -248,6 +271,7 @@ where
                         }
                     }
                     () = sender.closed() => return None,
+                    () = bus.closing().cancelled() => return Some(shutting_down(spec.resume_field, cursor)),
                 }
             }
         }

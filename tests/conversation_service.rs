@@ -1630,6 +1630,24 @@ async fn authentication_is_required_and_checked(backend: Backend) {
         .expect_err("expired");
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.message().contains("expired"), "{}", status.message());
+    // Not valid yet beyond the leeway, and valid forever: refused; within the limits: fine.
+    let now = unix_now();
+    for (token, expected) in [
+        (
+            token_with(now + 600, Some(now + 120)),
+            Code::Unauthenticated,
+        ),
+        (token_with(u64::MAX, None), Code::Unauthenticated),
+        (
+            token_with(now + 31 * 24 * 3600, None),
+            Code::Unauthenticated,
+        ),
+        (token_with(now + 600, Some(now + 10)), Code::Ok),
+        (token_with(now + 29 * 24 * 3600, None), Code::Ok),
+    ] {
+        let mut client = harness.client_with_headers(Headers::bearer(&token));
+        assert_eq!(code(client.list_conversations(request()).await), expected);
+    }
     // A service token for every tenant must name one.
     let service = issuer()
         .issue("*", "svc", &["service"], Duration::from_secs(60))
@@ -1652,15 +1670,25 @@ async fn authentication_is_required_and_checked(backend: Backend) {
 }
 
 fn expired_token() -> String {
-    let now = std::time::SystemTime::now()
+    let now = unix_now();
+    token_with(now - 120, None)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_secs();
+        .as_secs()
+}
+
+/// alice's token with `exp` and `nbf` as given.
+fn token_with(exp: u64, nbf: Option<u64>) -> String {
     let claims = messaging_platform::auth::Claims {
         sub: "alice".to_owned(),
         tenant_id: TENANT.to_owned(),
-        exp: now - 120,
-        iat: Some(now - 3600),
+        exp,
+        iat: Some(unix_now() - 3600),
+        nbf,
         roles: Vec::new(),
         iss: None,
         aud: None,

@@ -193,3 +193,68 @@ fn the_example_configurations_load() {
         }
     }
 }
+
+#[tokio::test]
+async fn sqlite_commits_are_synced_before_they_are_acknowledged_by_default() {
+    use sea_orm::ConnectionTrait;
+    for (durability, expected) in [
+        (None, 2_i64),
+        (Some(messaging_platform::config::SqliteSynchronous::Full), 2),
+        (
+            Some(messaging_platform::config::SqliteSynchronous::Normal),
+            1,
+        ),
+    ] {
+        let database = TestDatabase::new(Backend::Sqlite);
+        let mut settings = database.settings.clone();
+        if let Some(durability) = durability {
+            settings.sqlite_synchronous = durability;
+        }
+        let connection = messaging_platform::db::connect(&settings, "unused")
+            .await
+            .expect("connect");
+        let row = connection
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "PRAGMA synchronous",
+            ))
+            .await
+            .expect("pragma")
+            .expect("a row");
+        let level: i64 = row.try_get_by_index(0).expect("level");
+        assert_eq!(level, expected, "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn configuration_errors_print_one_line_even_with_backtraces_on() {
+    let folder = tempfile::tempdir().expect("folder");
+    let config = folder.path().join("production.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"production\"\n[auth]\nhs256_secret = \"{}\"\n[message_service]\n\
+             listen = \"127.0.0.1:0\"\ndatabase = {{ url = \"sqlite://{}\" }}\n\
+             [message_service.encryption]\nenabled = true\n",
+            messaging_e2e::TEST_SECRET,
+            folder.path().join("message.db").display()
+        ),
+    )
+    .expect("config");
+    let output = tokio::process::Command::new(messaging_e2e::workspace_binary("message-service"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_BACKTRACE", "1")
+        .env("MESSAGING__TELEMETRY__LOG_FILTER", "off")
+        .output()
+        .await
+        .expect("run message-service");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains("master key"),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use messaging_e2e::{
     Backend, ConversationHarness, MessageClient, MessagingHarness, TEST_MASTER_KEY, backend_tests,
     create_group, message_settings, remove_participant, send, start_message_service,
-    text_message as text, violated_fields,
+    text_message as text, violated_fields, workspace_binary,
 };
 use messaging_platform::config::{Mode, Secret};
 use messaging_proto::conversation::v1::{self as conversation, Role};
@@ -833,23 +833,6 @@ async fn start_up_refuses_wrong_missing_or_switched_off_keys(backend: Backend) {
         .stop()
         .await
         .expect("restart");
-}
-
-/// A binary of the workspace, built next to the test binaries (`cargo test --workspace
-/// --all-targets` builds them).
-fn workspace_binary(name: &str) -> std::path::PathBuf {
-    let test = std::env::current_exe().expect("test binary");
-    let folder = test
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target folder");
-    let path = folder.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --workspace --bins`",
-        path.display()
-    );
-    path
 }
 
 async fn messagingctl_rotates_under_live_traffic(backend: Backend) {

@@ -109,6 +109,7 @@ impl TestDatabase {
                         schema: None,
                         max_connections: 1,
                         connect_timeout,
+                        sqlite_synchronous: Default::default(),
                     },
                     _folder: Some(folder),
                     schema: None,
@@ -122,6 +123,7 @@ impl TestDatabase {
                         schema: Some(schema.clone()),
                         max_connections: 8,
                         connect_timeout,
+                        sqlite_synchronous: Default::default(),
                     },
                     _folder: None,
                     schema: Some(schema),
@@ -741,4 +743,20 @@ pub async fn wait_for_participant(client: &mut MessageClient, conversation: &str
             && matches!(&event.payload, Some(Payload::ParticipantAdded(added)) if added.user_id == user)
     })
     .await;
+}
+
+/// A binary of the workspace, built next to the test binaries (`make test` builds them first).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("test binary");
+    let folder = test
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target folder");
+    let path = folder.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
 }

@@ -115,6 +115,7 @@ impl Deployment {
             schema: postgres.as_ref().map(|_| format!("bench_{name}_{unique}")),
             max_connections: 16,
             connect_timeout: Duration::from_secs(10),
+            sqlite_synchronous: Default::default(),
         };
         let description = match (&postgres, &nats) {
             (Some(_), Some(_)) => "PostgreSQL and NATS JetStream (production shape)".to_owned(),

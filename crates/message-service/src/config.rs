@@ -73,6 +73,7 @@ impl Default for ServiceSettings {
                 schema: None,
                 max_connections: 16,
                 connect_timeout: Duration::from_secs(10),
+                sqlite_synchronous: Default::default(),
             },
             conversation_service_url: "http://127.0.0.1:50051".to_owned(),
             conversation_service_timeout: Duration::from_secs(2),

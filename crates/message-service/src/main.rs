@@ -1,7 +1,11 @@
 //! The message-service binary: `message-service [--config FILE]`.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    messaging_platform::server::exit_code(serve().await)
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config_file = messaging_platform::config::file_argument("message-service")?;
     let settings: message_service::config::Settings =
         messaging_platform::config::load(config_file.as_deref())?;

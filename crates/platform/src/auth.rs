@@ -54,7 +54,14 @@ pub struct AuthSettings {
     /// Clock skew tolerated on `exp` and `nbf`; 30 s by default.
     #[serde(with = "humantime_serde")]
     pub leeway: Option<Duration>,
+    /// Longest time from now to a token's `exp` that is accepted; 30 days by default, so that
+    /// no token is valid forever.
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Option<Duration>,
 }
+
+/// Default of `auth.max_token_lifetime`.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// One public verification key.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +88,9 @@ pub struct Claims {
     /// Issue time, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not valid before, seconds since the Unix epoch (checked with the leeway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// `admin` and/or `service`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
@@ -146,6 +156,7 @@ pub struct Authenticator {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
+    max_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -217,6 +228,9 @@ impl Authenticator {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             leeway: settings.leeway.unwrap_or(Duration::from_secs(30)),
+            max_lifetime: settings
+                .max_token_lifetime
+                .unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME),
         })
     }
 
@@ -249,6 +263,7 @@ impl Authenticator {
             }
             let mut validation = Validation::new(key.algorithm);
             validation.leeway = self.leeway.as_secs();
+            validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp", "sub"]);
             if let Some(issuer) = &self.issuer {
                 validation.set_issuer(&[issuer]);
@@ -258,12 +273,23 @@ impl Authenticator {
                 None => validation.validate_aud = false,
             }
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_secs());
+                    if data.claims.exp.saturating_sub(now) > self.max_lifetime.as_secs() {
+                        return Err(ApiError::Unauthenticated(
+                            "token lifetime exceeds auth.max_token_lifetime".to_owned(),
+                        ));
+                    }
+                    return Ok(data.claims);
+                }
                 Err(error) => last_error = Some(error),
             }
         }
         let message = match last_error.as_ref().map(jsonwebtoken::errors::Error::kind) {
             Some(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => "token expired",
+            Some(jsonwebtoken::errors::ErrorKind::ImmatureSignature) => "token not valid yet (nbf)",
             Some(jsonwebtoken::errors::ErrorKind::InvalidSignature) => "bad token signature",
             Some(jsonwebtoken::errors::ErrorKind::InvalidIssuer) => "wrong token issuer",
             Some(jsonwebtoken::errors::ErrorKind::InvalidAudience) => "wrong token audience",
@@ -393,6 +419,7 @@ impl TokenIssuer {
             tenant_id: tenant.to_owned(),
             exp: now + lifetime.as_secs(),
             iat: Some(now),
+            nbf: None,
             roles: roles.iter().map(|role| (*role).to_owned()).collect(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),

@@ -127,6 +127,22 @@ pub struct DatabaseSettings {
     /// How long to wait for a connection.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// SQLite only: how hard a commit is made durable (see [`SqliteSynchronous`]).
+    #[serde(default)]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// When a SQLite commit reaches the disk (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is synced before it is acknowledged: no acknowledged write is lost, even
+    /// to a power loss (the default).
+    #[default]
+    Full,
+    /// Commits are synced at checkpoints: faster, and safe against a process crash, but a
+    /// power loss or OS crash can lose the last acknowledged writes.
+    Normal,
 }
 
 fn default_max_connections() -> u32 {

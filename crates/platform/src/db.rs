@@ -20,7 +20,7 @@ pub async fn connect(
 ) -> anyhow::Result<DatabaseConnection> {
     let url = settings.url.expose();
     if url.starts_with("sqlite:") {
-        connect_sqlite(url, settings.connect_timeout).await
+        connect_sqlite(url, settings.connect_timeout, settings.sqlite_synchronous).await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let schema = settings.schema.as_deref().unwrap_or(default_schema);
         connect_postgres(url, schema, settings).await
@@ -29,7 +29,11 @@ pub async fn connect(
     }
 }
 
-async fn connect_sqlite(url: &str, timeout: Duration) -> anyhow::Result<DatabaseConnection> {
+async fn connect_sqlite(
+    url: &str,
+    timeout: Duration,
+    durability: crate::config::SqliteSynchronous,
+) -> anyhow::Result<DatabaseConnection> {
     let (path, query) = url
         .trim_start_matches("sqlite:")
         .trim_start_matches("//")
@@ -62,10 +66,13 @@ async fn connect_sqlite(url: &str, timeout: Duration) -> anyhow::Result<Database
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|options| {
+        .map_sqlx_sqlite_opts(move |options| {
             options
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(match durability {
+                    crate::config::SqliteSynchronous::Full => SqliteSynchronous::Full,
+                    crate::config::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+                })
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
         });

@@ -147,3 +147,17 @@ pub async fn shutdown_signal() {
         let _ = interrupt.await;
     }
 }
+
+/// What a service binary's `main` returns: on failure (a configuration error, a wrong key, an
+/// unreachable database), the one-line reason with its causes on standard error and exit status
+/// 1, never a backtrace, whatever `RUST_BACKTRACE` says.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

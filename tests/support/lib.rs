@@ -437,6 +437,8 @@ pub fn message_settings(database: &TestDatabase, url: &str) -> message_service::
             database: database.settings.clone(),
             conversation_service_url: url.to_owned(),
             encryption: test_encryption(),
+            // Tests of other behaviour are not throttled; tests of the limits set their own.
+            limits: message_service::limits::LimitSettings::unlimited(),
             ..Default::default()
         },
     }

@@ -163,6 +163,8 @@ impl Deployment {
                     master_key: Some(messaging_platform::config::Secret::new(run_master_key()?)),
                     master_key_file: None,
                 },
+                // The bench measures throughput, which the per-user write rate would cap.
+                limits: message_service::limits::LimitSettings::unlimited(),
                 ..Default::default()
             },
         };

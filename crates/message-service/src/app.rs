@@ -163,6 +163,7 @@ pub struct Messages {
     policy: Policy,
     bus: EventBus,
     keys: Keyring,
+    limits: std::sync::Arc<crate::limits::Limits>,
 }
 
 fn not_found() -> ApiError {
@@ -229,6 +230,7 @@ impl Messages {
         policy: Policy,
         bus: EventBus,
         keys: Keyring,
+        limits: std::sync::Arc<crate::limits::Limits>,
     ) -> Self {
         Self {
             db,
@@ -236,7 +238,13 @@ impl Messages {
             policy,
             bus,
             keys,
+            limits,
         }
+    }
+
+    /// The per-user and per-tenant limits.
+    pub fn limits(&self) -> &std::sync::Arc<crate::limits::Limits> {
+        &self.limits
     }
 
     /// The tenants' keys.
@@ -328,6 +336,7 @@ impl Messages {
 
     /// SendMessage: idempotent per sender, conversation and request id.
     pub async fn send(&self, caller: &Caller, new: NewMessage) -> ApiResult<MessageView> {
+        self.limits.check_write(caller)?;
         self.gate
             .require(caller, new.conversation, Action::Post)
             .await?;
@@ -628,6 +637,7 @@ impl Messages {
         id: Uuid,
         edit: Edit,
     ) -> ApiResult<MessageView> {
+        self.limits.check_write(caller)?;
         self.gate
             .require(caller, conversation, Action::Post)
             .await?;
@@ -738,6 +748,7 @@ impl Messages {
         conversation: Uuid,
         id: Uuid,
     ) -> ApiResult<MessageView> {
+        self.limits.check_write(caller)?;
         self.gate
             .require(caller, conversation, Action::Read)
             .await?;
@@ -839,6 +850,7 @@ impl Messages {
         emoji: &str,
         add: bool,
     ) -> ApiResult<Vec<ReactionSummary>> {
+        self.limits.check_write(caller)?;
         self.gate
             .require(caller, conversation, Action::React)
             .await?;
@@ -937,6 +949,7 @@ impl Messages {
         conversation: Uuid,
         up_to: i64,
     ) -> ApiResult<ReadStateRow> {
+        self.limits.check_write(caller)?;
         self.gate
             .require(caller, conversation, Action::Read)
             .await?;

@@ -57,6 +57,8 @@ pub struct ServiceSettings {
     /// were ended (with their resume position); default 10 s.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Open streams and write rates per user and tenant (`[message_service.limits]`).
+    pub limits: crate::limits::LimitSettings,
     /// Least time between two typing indicators of one user in one conversation; default 1 s.
     #[serde(with = "humantime_serde")]
     pub typing_interval: Duration,
@@ -83,6 +85,7 @@ impl Default for ServiceSettings {
             edit_window: None,
             events: messaging_platform::outbox::EventSettings::default(),
             drain_timeout: Duration::from_secs(10),
+            limits: crate::limits::LimitSettings::default(),
             typing_interval: Duration::from_secs(1),
             encryption: crate::keys::EncryptionSettings::default(),
         }

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod keys;
+pub mod limits;
 pub mod membership;
 pub mod rotation;
 pub mod search;
@@ -87,6 +88,7 @@ pub async fn run(
         },
         bus,
         keys,
+        limits::Limits::new(service.limits.clone()),
     );
     let routes = Routes::new(MessageServiceServer::with_interceptor(
         grpc::MessageGrpc::new(app, streams),

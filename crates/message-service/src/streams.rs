@@ -119,6 +119,7 @@ pub async fn subscribe(
     resume: Option<i64>,
     conversations: Vec<Uuid>,
 ) -> ApiResult<SubscribeStream> {
+    let permit = app.limits().open_stream(&caller)?;
     // Every change acknowledged before the call is in the projection the stream starts from.
     app.gate().fence().await?;
     let named = if conversations.is_empty() {
@@ -158,6 +159,13 @@ pub async fn subscribe(
     })
     .await
     .map_err(ApiError::from)
+    // The stream counts against the caller's limits for as long as it is open.
+    .map(|stream| -> SubscribeStream {
+        Box::pin(futures::StreamExt::map(stream, move |item| {
+            let _open = &permit;
+            item
+        }))
+    })
 }
 
 /// SendTypingIndicator: ephemeral, never stored, at most one per `typing_interval` per user

@@ -37,6 +37,14 @@ pub enum ApiError {
     /// A limit was reached.
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
+    /// A rate limit was reached: retry after the given time (sent as `google.rpc.RetryInfo`).
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// Which limit.
+        message: String,
+        /// When a retry can succeed.
+        retry_after: std::time::Duration,
+    },
     /// A dependency is down; retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -70,7 +78,7 @@ impl ApiError {
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::Aborted(_) => Code::Aborted,
-            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::ResourceExhausted(_) | Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::Unavailable(_) => Code::Unavailable,
             Self::DataLoss(_) => Code::DataLoss,
             Self::Internal(_) => Code::Internal,
@@ -101,6 +109,14 @@ impl From<ApiError> for Status {
                 )
             }
             ApiError::NotFound(what) => Status::new(code, format!("{what} not found")),
+            ApiError::RateLimited {
+                message,
+                retry_after,
+            } => Status::with_error_details(
+                code,
+                format!("{message}; retry in {} ms", retry_after.as_millis().max(1)),
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");
                 Status::new(code, "internal error")

@@ -139,7 +139,21 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn canary_words_are_nowhere_at_rest_yet_found(backend: Backend) {
     let harness = MessagingHarness::start(backend).await;
-    let id = pair(&harness, "Plans").await;
+    // Titles reach message-service through conversation-service's events: sealed there too.
+    let id = pair(&harness, "Okapiglacier plans").await;
+    let mut conversations = harness.conversations.client(TENANT, "alice");
+    conversations
+        .archive_conversation(conversation::ArchiveConversationRequest {
+            conversation_id: id.clone(),
+        })
+        .await
+        .expect("archive");
+    conversations
+        .unarchive_conversation(conversation::UnarchiveConversationRequest {
+            conversation_id: id.clone(),
+        })
+        .await
+        .expect("unarchive");
     let mut alice = harness.client(TENANT, "alice");
     let mut request = text(
         &id,
@@ -176,6 +190,7 @@ async fn canary_words_are_nowhere_at_rest_yet_found(backend: Backend) {
         stored.len()
     );
     for canary in [
+        "Okapiglacier",
         "Xylophonequartz",
         "xylophonequartz",
         "Quokkazebra",

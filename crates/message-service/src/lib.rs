@@ -69,7 +69,12 @@ pub async fn run(
         .events
         .start(&db, events::FOREIGN_KINDS, Some(Arc::new(keys.clone())))
         .await?;
-    let follower = tokio::spawn(membership::follow(db.clone(), gate.clone(), bus.clone()));
+    let follower = tokio::spawn(membership::follow(
+        db.clone(),
+        gate.clone(),
+        bus.clone(),
+        keys.clone(),
+    ));
     let drain = messaging_platform::server::Drain {
         closing: bus.closing().clone(),
         deadline: service.drain_timeout,

@@ -27,13 +27,19 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// Runs until the bus is closing (see `EventBus::closing`); a copy in progress completes.
-pub async fn follow(db: DatabaseConnection, gate: ConversationGate, bus: EventBus) {
+pub async fn follow(
+    db: DatabaseConnection,
+    gate: ConversationGate,
+    bus: EventBus,
+    keys: crate::keys::Keyring,
+) {
+    let projection = ParticipantProjection { keys };
     let mut retry = FIRST_RETRY;
     let closing = bus.closing().clone();
     loop {
         // Not raced against `closing`: that would cancel a copy midway; follow_once gives way
         // at its waits.
-        let outcome = follow_once(&db, &gate, &bus, &mut retry, &closing).await;
+        let outcome = follow_once(&db, &gate, &bus, &projection, &mut retry, &closing).await;
         if closing.is_cancelled() {
             return;
         }
@@ -57,6 +63,7 @@ async fn follow_once(
     db: &DatabaseConnection,
     gate: &ConversationGate,
     bus: &EventBus,
+    projection: &ParticipantProjection,
     retry: &mut Duration,
     closing: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
@@ -83,7 +90,7 @@ async fn follow_once(
                     anyhow::bail!("conversation-service sent an event without a position");
                 };
                 if uuid::Uuid::parse_str(&event.conversation_id).is_ok() {
-                    store::copy_event(db, SOURCE, &event, position, &ParticipantProjection).await?;
+                    store::copy_event(db, SOURCE, &event, position, projection).await?;
                     // After the copy: a fence that passes this position finds the answers it
                     // made stale gone, and the projection and stream up to date.
                     gate.invalidate_for(&event);

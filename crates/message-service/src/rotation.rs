@@ -163,8 +163,16 @@ pub async fn reencrypt_batch(
     Ok(rewritten)
 }
 
-/// Kinds of stored events that carry message content, and so are sealed.
-const SEALED_KINDS: [&str; 2] = ["message.created", "message.edited"];
+/// Kinds of stored events that carry message content or conversation titles, and so are
+/// sealed.
+const SEALED_KINDS: [&str; 6] = [
+    "message.created",
+    "message.edited",
+    "conversation.created",
+    "conversation.updated",
+    "conversation.archived",
+    "conversation.deleted",
+];
 
 /// Seals `tenant`'s stored content events (kept for `events.retention`) with its newest key:
 /// those sealed with older versions and those stored in plaintext while encryption was off.

@@ -20,12 +20,58 @@ pub const PARTICIPANT_KINDS: [&str; 3] = [
     "participant.role_changed",
 ];
 
-/// Applies a copied conversation-service event to the projection.
-#[derive(Debug, Clone, Copy)]
-pub struct ParticipantProjection;
+/// Applies a copied conversation-service event to the projection, and seals the stored copy of
+/// conversation events (they carry titles) when encryption at rest is on.
+#[derive(Debug, Clone)]
+pub struct ParticipantProjection {
+    /// The tenants' keys.
+    pub keys: crate::keys::Keyring,
+}
+
+/// Kinds of copied events that carry a conversation's title.
+pub const TITLED_KINDS: [&str; 4] = [
+    "conversation.created",
+    "conversation.updated",
+    "conversation.archived",
+    "conversation.deleted",
+];
 
 #[async_trait::async_trait]
 impl messaging_platform::outbox::store::Projection for ParticipantProjection {
+    async fn seal(
+        &self,
+        transaction: &sea_orm::DatabaseTransaction,
+        event: &pb::Event,
+        kind: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, DbErr> {
+        if !TITLED_KINDS.contains(&kind) {
+            return Ok(payload);
+        }
+        let key = self
+            .keys
+            .current(transaction, &event.tenant_id)
+            .await
+            .map_err(|error| DbErr::Custom(format!("sealing a copied event: {error}")))?;
+        let Some(key) = key else {
+            return Ok(payload);
+        };
+        let (Ok(conversation), Ok(event_id)) = (
+            Uuid::parse_str(&event.conversation_id),
+            Uuid::parse_str(&event.event_id),
+        ) else {
+            return Ok(payload);
+        };
+        messaging_platform::outbox::seal_payload(
+            &key,
+            &event.tenant_id,
+            conversation,
+            event_id,
+            &payload,
+        )
+        .map_err(|error| DbErr::Custom(format!("sealing a copied event: {error}")))
+    }
+
     async fn apply(
         &self,
         transaction: &sea_orm::DatabaseTransaction,

@@ -336,6 +336,18 @@ pub trait Projection: Send + Sync {
         transaction: &sea_orm::DatabaseTransaction,
         event: &pb::Event,
     ) -> Result<(), DbErr>;
+
+    /// The payload to store for `event` (encoded as `payload`, of `kind`): sealed when this
+    /// service encrypts what it stores; as it is by default.
+    async fn seal(
+        &self,
+        _transaction: &sea_orm::DatabaseTransaction,
+        _event: &pb::Event,
+        _kind: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, DbErr> {
+        Ok(payload)
+    }
 }
 
 /// Copies `event` (another service's, at `position` in its stream) into this outbox, applies
@@ -369,6 +381,7 @@ pub async fn copy_event(
     stored.position = String::new();
     let (kind, payload) = super::encode(&stored);
     let transaction = crate::db::begin_write(db).await?;
+    let payload = projection.seal(&transaction, event, &kind, payload).await?;
     let inserted = event::Entity::insert(event::ActiveModel {
         id: sea_orm::NotSet,
         event_id: sea_orm::Set(event_id),

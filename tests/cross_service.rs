@@ -21,6 +21,7 @@ backend_tests!(
     revocations_apply_on_message_service_at_once,
     tenant_administrators_may_do_what_owners_may,
     star_is_never_a_users_tenant,
+    one_idempotency_rule_on_both_services,
 );
 
 const TENANT: &str = "acme";
@@ -479,6 +480,84 @@ async fn star_is_never_a_users_tenant(backend: Backend) {
         assert!(
             codes.iter().all(|code| *code == Code::Unauthenticated),
             "roles {roles:?}: {codes:?}"
+        );
+    }
+}
+
+async fn one_idempotency_rule_on_both_services(backend: Backend) {
+    let harness = harness(backend).await;
+    let mut alice = harness.conversations.client(TENANT, "alice");
+    let create = |title: &str, request_id: &str| conversation::CreateConversationRequest {
+        r#type: ConversationType::Group.into(),
+        title: title.to_owned(),
+        request_id: request_id.to_owned(),
+        ..Default::default()
+    };
+    let first = alice
+        .create_conversation(create("Plans", "create-1"))
+        .await
+        .expect("create")
+        .into_inner()
+        .conversation
+        .expect("conversation");
+    let retried = alice
+        .create_conversation(create("Plans", "create-1"))
+        .await
+        .expect("retry")
+        .into_inner()
+        .conversation
+        .expect("conversation");
+    assert_eq!(retried.conversation_id, first.conversation_id);
+    let mut alice_messages = harness.client(TENANT, "alice");
+    let send = |text: &str, request_id: &str| pb::SendMessageRequest {
+        request_id: request_id.to_owned(),
+        ..text_message(&first.conversation_id, text)
+    };
+    let sent = alice_messages
+        .send_message(send("hello", "send-1"))
+        .await
+        .expect("send")
+        .into_inner()
+        .message
+        .expect("message");
+    let resent = alice_messages
+        .send_message(send("hello", "send-1"))
+        .await
+        .expect("retry")
+        .into_inner()
+        .message
+        .expect("message");
+    assert_eq!(resent.message_id, sent.message_id);
+    // The same key with another payload: ALREADY_EXISTS on both.
+    assert_eq!(
+        code(
+            alice
+                .create_conversation(create("Other plans", "create-1"))
+                .await
+        ),
+        Code::AlreadyExists
+    );
+    assert_eq!(
+        code(alice_messages.send_message(send("goodbye", "send-1")).await),
+        Code::AlreadyExists
+    );
+    // One format on both: visible ASCII, at most 128.
+    for bad in ["with space", "ünïcode", &"x".repeat(129)] {
+        let status = alice
+            .create_conversation(create("Plans", bad))
+            .await
+            .expect_err("bad request_id");
+        assert_eq!(
+            messaging_e2e::violated_fields(&status),
+            vec!["request_id".to_owned()]
+        );
+        let status = alice_messages
+            .send_message(send("hello", bad))
+            .await
+            .expect_err("bad request_id");
+        assert_eq!(
+            messaging_e2e::violated_fields(&status),
+            vec!["request_id".to_owned()]
         );
     }
 }

@@ -56,6 +56,25 @@ pub struct NewConversation {
     pub request_id: Option<String>,
 }
 
+impl NewConversation {
+    /// The fingerprint of the request, for the idempotency rule.
+    fn fingerprint(&self) -> String {
+        let mut participants: Vec<String> = self
+            .participants
+            .iter()
+            .map(|(user, role)| format!("{user}\u{0}{}", role.as_str()))
+            .collect();
+        participants.sort();
+        let participants = participants.join("\u{1}");
+        messaging_platform::idempotency::fingerprint([
+            self.kind.as_str().as_bytes(),
+            self.title.as_bytes(),
+            self.description.as_bytes(),
+            participants.as_bytes(),
+        ])
+    }
+}
+
 /// A conversation listing request.
 #[derive(Debug, Clone)]
 pub struct ListRequest {
@@ -308,6 +327,7 @@ impl Conversations {
             description: new.description.clone(),
             direct_key: direct_key.clone(),
             create_request_id: new.request_id.clone(),
+            create_request_hash: new.request_id.as_ref().map(|_| new.fingerprint()),
             creator_id: caller.user_id.clone(),
             created_at: at,
             updater_id: caller.user_id.clone(),
@@ -422,10 +442,18 @@ impl Conversations {
                 request_id,
             };
             found = store::find_conversation_by(&self.db, tenant, key).await?;
-            if found.as_ref().is_some_and(|row| row.deleted_at.is_some()) {
-                return Err(ApiError::FailedPrecondition(
-                    "request_id was used for a conversation that has since been deleted".to_owned(),
-                ));
+            if let Some(row) = &found {
+                messaging_platform::idempotency::replay(
+                    row.create_request_hash.as_deref(),
+                    &new.fingerprint(),
+                    (),
+                )?;
+                if row.deleted_at.is_some() {
+                    return Err(ApiError::FailedPrecondition(
+                        "request_id was used for a conversation that has since been deleted"
+                            .to_owned(),
+                    ));
+                }
             }
         }
         if found.is_none()

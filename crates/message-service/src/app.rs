@@ -409,10 +409,12 @@ impl Messages {
         )
         .await?;
         match existing {
-            Some(row) if row.payload_hash != hash => Err(ApiError::AlreadyExists(
-                "request_id was already used for a different message".to_owned(),
-            )),
-            other => Ok(other),
+            Some(row) => messaging_platform::idempotency::replay(
+                Some(&row.payload_hash),
+                hash,
+                Some(row.clone()),
+            ),
+            None => Ok(None),
         }
     }
 

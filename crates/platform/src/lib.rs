@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod idempotency;
 pub mod migration;
 pub mod outbox;
 pub mod pagination;

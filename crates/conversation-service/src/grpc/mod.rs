@@ -21,7 +21,6 @@ const CONVERSATION_PAGE: (u64, u64) = (50, 200);
 /// Most participants per ListParticipants page, and the default.
 const PARTICIPANT_PAGE: (u64, u64) = (100, 500);
 /// Longest idempotency key.
-const MAX_REQUEST_ID_CHARS: usize = 128;
 
 /// `messaging.conversation.v1.ConversationService` over the use cases.
 #[derive(Debug, Clone)]
@@ -225,16 +224,12 @@ impl ConversationService for ConversationGrpc {
                         "a direct conversation needs exactly one other user",
                     );
                 }
-                let request_id =
-                    (!request.request_id.is_empty()).then(|| request.request_id.clone());
-                if request.request_id.chars().count() > MAX_REQUEST_ID_CHARS
-                    || request.request_id.chars().any(char::is_control)
-                {
-                    violations.add(
+                let request_id = violations
+                    .check(messaging_platform::idempotency::parse_request_id(
                         "request_id",
-                        "must be at most 128 characters, no control characters",
-                    );
-                }
+                        &request.request_id,
+                    ))
+                    .flatten();
                 let (Some(kind), Some(title), Some(description)) = (kind, title, description)
                 else {
                     return Err(violations.into_error());

@@ -16,7 +16,6 @@ pub const MAX_METADATA_VALUE_BYTES: usize = 1_024;
 /// Most mentions on a message.
 pub const MAX_MENTIONS: usize = 50;
 /// Longest request id, in characters.
-pub const MAX_REQUEST_ID_CHARS: usize = 128;
 /// Longest end-to-end algorithm name.
 pub const MAX_ALGORITHM_CHARS: usize = 64;
 /// Longest end-to-end key id.

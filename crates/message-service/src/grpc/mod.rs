@@ -243,16 +243,12 @@ impl MessageService for MessageGrpc {
                 };
                 let mentions = mentions(&mut violations, "mention_ids", &request.mention_ids);
                 let metadata = violations.check(domain::metadata("metadata", &request.metadata));
-                let request_id =
-                    (!request.request_id.is_empty()).then(|| request.request_id.clone());
-                if request.request_id.chars().count() > domain::MAX_REQUEST_ID_CHARS
-                    || request.request_id.chars().any(char::is_control)
-                {
-                    violations.add(
+                let request_id = violations
+                    .check(messaging_platform::idempotency::parse_request_id(
                         "request_id",
-                        "must be at most 128 characters, no control characters",
-                    );
-                }
+                        &request.request_id,
+                    ))
+                    .flatten();
                 let search_tokens = match &request.content {
                     Some(pb::send_message_request::Content::Encrypted(payload)) => client_tokens(
                         &mut violations,

@@ -17,6 +17,8 @@ pub struct Model {
     pub direct_key: Option<String>,
     /// The creator's idempotency key (unique per tenant and creator).
     pub create_request_id: Option<String>,
+    /// The fingerprint of the creating request, when it had a request id.
+    pub create_request_hash: Option<String>,
     pub creator_id: String,
     pub created_at: DateTime<Utc>,
     pub updater_id: String,

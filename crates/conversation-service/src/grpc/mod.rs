@@ -20,8 +20,6 @@ use crate::store::{Archived, ConversationFilter, Membership, ParticipantRow};
 const CONVERSATION_PAGE: (u64, u64) = (50, 200);
 /// Most participants per ListParticipants page, and the default.
 const PARTICIPANT_PAGE: (u64, u64) = (100, 500);
-/// Longest idempotency key.
-
 /// `messaging.conversation.v1.ConversationService` over the use cases.
 #[derive(Debug, Clone)]
 pub struct ConversationGrpc {

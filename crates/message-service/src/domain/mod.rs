@@ -15,7 +15,6 @@ pub const MAX_METADATA_KEY_CHARS: usize = 64;
 pub const MAX_METADATA_VALUE_BYTES: usize = 1_024;
 /// Most mentions on a message.
 pub const MAX_MENTIONS: usize = 50;
-/// Longest request id, in characters.
 /// Longest end-to-end algorithm name.
 pub const MAX_ALGORITHM_CHARS: usize = 64;
 /// Longest end-to-end key id.

@@ -22,6 +22,7 @@ backend_tests!(
     tenant_administrators_may_do_what_owners_may,
     star_is_never_a_users_tenant,
     one_idempotency_rule_on_both_services,
+    control_characters_are_refused_in_every_text_field,
 );
 
 const TENANT: &str = "acme";
@@ -558,6 +559,69 @@ async fn one_idempotency_rule_on_both_services(backend: Backend) {
         assert_eq!(
             messaging_e2e::violated_fields(&status),
             vec!["request_id".to_owned()]
+        );
+    }
+}
+
+async fn control_characters_are_refused_in_every_text_field(backend: Backend) {
+    let harness = harness(backend).await;
+    let mut alice = harness.conversations.client(TENANT, "alice");
+    let group = create_group(&mut alice, "Texts", &[]).await;
+    let mut messages = harness.client(TENANT, "alice");
+    let sent = messages
+        .send_message(text_message(&group, "line one\nline\ttwo\r\n"))
+        .await
+        .expect("line breaks and tabs are fine")
+        .into_inner()
+        .message
+        .expect("message");
+    for bad in [
+        "nul \u{0} byte",
+        "escape \u{1b}[31m",
+        "bell \u{7}",
+        "c1 \u{85} control",
+    ] {
+        let status = messages
+            .send_message(text_message(&group, bad))
+            .await
+            .expect_err("control characters in text");
+        assert_eq!(messaging_e2e::violated_fields(&status), ["text"], "{bad:?}");
+        let mut with_metadata = text_message(&group, "fine");
+        with_metadata
+            .metadata
+            .insert("note".to_owned(), bad.to_owned());
+        let status = messages
+            .send_message(with_metadata)
+            .await
+            .expect_err("control characters in metadata");
+        assert_eq!(
+            messaging_e2e::violated_fields(&status),
+            ["metadata[note]"],
+            "{bad:?}"
+        );
+        let status = messages
+            .update_message(pb::UpdateMessageRequest {
+                conversation_id: group.clone(),
+                message_id: sent.message_id.clone(),
+                content: Some(pb::update_message_request::Content::Text(bad.to_owned())),
+                ..Default::default()
+            })
+            .await
+            .expect_err("control characters in an edit");
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
+        let status = alice
+            .create_conversation(conversation::CreateConversationRequest {
+                r#type: ConversationType::Group.into(),
+                title: "Fine".to_owned(),
+                description: bad.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("control characters in a description");
+        assert_eq!(
+            messaging_e2e::violated_fields(&status),
+            ["description"],
+            "{bad:?}"
         );
     }
 }

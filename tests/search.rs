@@ -33,6 +33,7 @@ backend_tests!(
     messagingctl_rotates_under_live_traffic,
     switching_encryption_on_seals_rows_written_in_plaintext,
     conversation_lists_follow_membership_events,
+    the_cost_of_a_search_is_bounded_by_its_input,
 );
 
 const TENANT: &str = "acme";
@@ -758,12 +759,13 @@ async fn key_rotation_keeps_old_and_new_readable_then_reencrypts(backend: Backen
         send(&mut alice, text(&id, "during re-encryption")).await;
     }
     assert!(batches >= 3, "{batches} batches");
-    // The stored content events (5 sends and the edit) move to the new key too, and replay.
+    // The stored content events (5 sends, the edit, and the copied conversation_created with
+    // its title) move to the new key too, and replay.
     assert_eq!(
         rotation::reseal_events(&db, &keys, TENANT, 4)
             .await
             .expect("events"),
-        6
+        7
     );
     assert_eq!(
         rotation::reseal_events(&db, &keys, TENANT, 4)
@@ -993,11 +995,12 @@ async fn switching_encryption_on_seals_rows_written_in_plaintext(backend: Backen
         .expect("batch")
         > 0
     {}
+    // The message's event and the copied conversation_created, both stored in plaintext.
     assert_eq!(
         rotation::reseal_events(&db, &keys, TENANT, 10)
             .await
             .expect("events"),
-        1
+        2
     );
     let row =
         message_row::Entity::find_by_id(uuid::Uuid::parse_str(&message.message_id).expect("id"))
@@ -1148,4 +1151,66 @@ async fn conversation_lists_follow_membership_events(backend: Backend) {
         .await
         .expect("delete");
     eventually(&bob, Vec::new(), "lists", 0).await;
+}
+
+async fn the_cost_of_a_search_is_bounded_by_its_input(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = pair(&harness, "Bounds").await;
+    let mut alice = harness.client(TENANT, "alice");
+    let words: Vec<String> = (0..65).map(|index| format!("word{index}")).collect();
+    send(&mut alice, text(&id, &words[..8].join(" "))).await;
+    // Eight distinct words and tokens together are the most: found.
+    assert_eq!(
+        found(&mut alice, query(&words[..8].join(" "))).await.len(),
+        1
+    );
+    // Repeating a word does not count twice.
+    assert_eq!(
+        found(
+            &mut alice,
+            query(&format!("{} word0 word0", words[..8].join(" ")))
+        )
+        .await
+        .len(),
+        1
+    );
+    let refused = |request: pb::SearchMessagesRequest| {
+        let mut client = alice.clone();
+        async move {
+            let status = client
+                .search_messages(request)
+                .await
+                .expect_err("too many terms");
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            violated_fields(&status)
+        }
+    };
+    // Nine words, 65 words (more tables than SQLite joins), and the 256 tokens a message may
+    // carry: each refused at once, the same on both backends.
+    assert_eq!(refused(query(&words[..9].join(" "))).await, ["query"]);
+    assert_eq!(refused(query(&words.join(" "))).await, ["query"]);
+    let tokens = |count: usize| -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|index| vec![u8::try_from(index % 256).unwrap_or(0); 16])
+            .collect()
+    };
+    assert_eq!(
+        refused(pb::SearchMessagesRequest {
+            search_tokens: tokens(256),
+            ..Default::default()
+        })
+        .await,
+        ["search_tokens"]
+    );
+    assert_eq!(
+        refused(pb::SearchMessagesRequest {
+            query: words[..5].join(" "),
+            search_tokens: tokens(4),
+            ..Default::default()
+        })
+        .await,
+        ["search_tokens"]
+    );
+    // Control characters (U+0000 included) are refused in every text field, here the query.
+    assert_eq!(refused(query("nul\u{0}byte")).await, ["query"]);
 }

@@ -131,7 +131,13 @@ pub struct SearchRequest {
     pub page_size: u64,
     /// Page token as received.
     pub page_token: String,
+    /// The time the client gave the call, if it said.
+    pub time_left: Option<std::time::Duration>,
 }
+
+/// Most distinct words and search tokens in one search: each is a join, so this bounds the
+/// cost of a query on both backends (and stays within what PostgreSQL plans exhaustively).
+pub const MAX_SEARCH_TERMS: usize = 8;
 
 /// One search result.
 #[derive(Debug, Clone)]
@@ -1044,6 +1050,27 @@ impl Messages {
                 "has no words to search for (give words or search_tokens)",
             ));
         }
+        let distinct_terms = terms.iter().collect::<std::collections::HashSet<_>>().len();
+        let distinct_tokens = request
+            .client_tokens
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if distinct_terms + distinct_tokens > MAX_SEARCH_TERMS {
+            let field = if distinct_terms > MAX_SEARCH_TERMS {
+                "query"
+            } else {
+                "search_tokens"
+            };
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "at most {MAX_SEARCH_TERMS} distinct words and search tokens together \
+                     (this has {distinct_terms} words and {distinct_tokens} tokens)"
+                ),
+            ));
+        }
+        let _place = self.limits.search_permit(&caller.tenant_id)?;
         let filter = &request.filter;
         let mut conversations: Vec<String> =
             request.conversations.iter().map(Uuid::to_string).collect();
@@ -1083,7 +1110,12 @@ impl Messages {
         tokens.sort();
         tokens.dedup();
         let size = request.page_size;
-        let mut matches = store::search(
+        let within = request
+            .time_left
+            .map_or(self.limits.search_timeout(), |left| {
+                left.min(self.limits.search_timeout())
+            });
+        let mut matches = store::search_within(
             &self.db,
             tenant,
             &store::SearchQuery {
@@ -1093,8 +1125,15 @@ impl Messages {
                 after,
                 limit: size + 1,
             },
+            within,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            ApiError::ResourceExhausted(format!(
+                "the search ran out of time ({} ms): use rarer words or fewer conversations",
+                within.as_millis()
+            ))
+        })?;
         let more = matches.len() as u64 > size;
         matches.truncate(usize::try_from(size).unwrap_or(usize::MAX));
         let next_page_token = match (more, matches.last()) {

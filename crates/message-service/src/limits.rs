@@ -43,6 +43,11 @@ pub struct LimitSettings {
     pub writes_per_user: Rate,
     /// Writes per tenant; default 3,000 per second, bursts of 6,000.
     pub writes_per_tenant: Rate,
+    /// Searches one tenant may run at once (each holds a database connection); default 4.
+    pub searches_per_tenant: u32,
+    /// Longest a search may run in the database, whatever the client's deadline; default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub search_timeout: std::time::Duration,
     /// Overrides by tenant id (`[message_service.limits.tenants.acme]`): any of the four.
     pub tenants: HashMap<String, TenantLimits>,
 }
@@ -74,6 +79,8 @@ impl Default for LimitSettings {
                 per_second: 3_000,
                 burst: 6_000,
             },
+            searches_per_tenant: 4,
+            search_timeout: std::time::Duration::from_secs(5),
             tenants: HashMap::new(),
         }
     }
@@ -91,6 +98,8 @@ impl LimitSettings {
             streams_per_tenant: u32::MAX,
             writes_per_user: none,
             writes_per_tenant: none,
+            searches_per_tenant: u32::MAX >> 3,
+            search_timeout: std::time::Duration::from_secs(5),
             tenants: HashMap::new(),
         }
     }
@@ -120,6 +129,7 @@ pub struct Limits {
     defaults: WriteLimiters,
     overridden: HashMap<String, WriteLimiters>,
     open: Mutex<OpenStreams>,
+    searches: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -161,7 +171,31 @@ impl Limits {
             defaults,
             overridden,
             open: Mutex::default(),
+            searches: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
         })
+    }
+
+    /// A place for one search of `tenant`, held until dropped, or RESOURCE_EXHAUSTED when the
+    /// tenant runs `searches_per_tenant` already.
+    pub fn search_permit(&self, tenant: &str) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+        let places = self.settings.searches_per_tenant as usize;
+        let semaphore = self.searches.get_with(tenant.to_owned(), || {
+            Arc::new(tokio::sync::Semaphore::new(places))
+        });
+        semaphore
+            .try_acquire_owned()
+            .map_err(|_| ApiError::RateLimited {
+                message: format!("at most {places} searches of one tenant run at once"),
+                retry_after: std::time::Duration::from_millis(100),
+            })
+    }
+
+    /// Longest a search may run in the database.
+    pub fn search_timeout(&self) -> std::time::Duration {
+        self.settings.search_timeout
     }
 
     /// Counts one write of `caller`, or refuses it with the time to wait.
@@ -259,5 +293,28 @@ pub struct StreamPermit {
 impl Drop for StreamPermit {
     fn drop(&mut self) {
         self.limits.close_stream(&self.user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_runs_at_most_its_searches_at_once() {
+        let limits = Limits::new(LimitSettings {
+            searches_per_tenant: 2,
+            ..LimitSettings::default()
+        });
+        let first = limits.search_permit("acme").expect("first");
+        let _second = limits.search_permit("acme").expect("second");
+        assert!(matches!(
+            limits.search_permit("acme"),
+            Err(ApiError::RateLimited { .. })
+        ));
+        // Other tenants keep their places.
+        let _other = limits.search_permit("globex").expect("another tenant");
+        drop(first);
+        let _third = limits.search_permit("acme").expect("a place was freed");
     }
 }

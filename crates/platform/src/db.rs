@@ -163,3 +163,40 @@ pub async fn begin_snapshot(
         db.begin().await
     }
 }
+
+/// The SQLSTATE code of a database error, when the database raised one.
+pub fn sqlstate(error: &DbErr) -> Option<String> {
+    let (DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime)) = error else {
+        return None;
+    };
+    let sea_orm::RuntimeErr::SqlxError(sqlx_error) = runtime else {
+        return None;
+    };
+    match sqlx_error.as_ref() {
+        sea_orm::sqlx::Error::Database(database) => database.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
+/// Whether an error means the database cannot be reached right now (no connection could be
+/// had, or the connection broke), as opposed to a fault of the statement.
+pub fn is_unreachable(error: &DbErr) -> bool {
+    let (DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime)) = error else {
+        return matches!(error, DbErr::ConnectionAcquire(_));
+    };
+    let sea_orm::RuntimeErr::SqlxError(sqlx_error) = runtime else {
+        return false;
+    };
+    match sqlx_error.as_ref() {
+        sea_orm::sqlx::Error::Io(_)
+        | sea_orm::sqlx::Error::PoolTimedOut
+        | sea_orm::sqlx::Error::PoolClosed
+        | sea_orm::sqlx::Error::WorkerCrashed
+        | sea_orm::sqlx::Error::Tls(_) => true,
+        // Server shutting down, too many connections, cannot connect now.
+        sea_orm::sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}

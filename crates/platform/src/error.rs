@@ -88,6 +88,10 @@ impl ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
+        if crate::db::is_unreachable(&error) {
+            tracing::warn!(%error, "the database is unreachable");
+            return Self::Unavailable("the database is unavailable; retry later".to_owned());
+        }
         Self::Internal(error.into())
     }
 }

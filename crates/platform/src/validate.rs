@@ -48,8 +48,18 @@ pub fn page_size(field: &str, value: i32, default: u64, max: u64) -> Result<u64,
     }
 }
 
-/// Checks free text: at most `max_chars` characters and no control characters other than line
-/// breaks and tabs. Returns the text trimmed of surrounding white space.
+/// The one rule for every free-text field of both services (message text, metadata values,
+/// titles, descriptions, search queries): no control characters (U+0000 included) other than
+/// line breaks and tabs.
+pub fn free_text_problem(value: &str) -> Option<&'static str> {
+    value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        .then_some("must not contain control characters other than line breaks and tabs")
+}
+
+/// Checks free text: at most `max_chars` characters and [`free_text_problem`]. Returns the text
+/// trimmed of surrounding white space.
 pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String, FieldViolation> {
     let trimmed = value.trim();
     if trimmed.chars().count() > max_chars {
@@ -58,14 +68,8 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String, FieldV
             format!("must be at most {max_chars} characters"),
         ));
     }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
-    {
-        return Err(FieldViolation::new(
-            field,
-            "must not contain control characters",
-        ));
+    if let Some(problem) = free_text_problem(trimmed) {
+        return Err(FieldViolation::new(field, problem));
     }
     Ok(trimmed.to_owned())
 }

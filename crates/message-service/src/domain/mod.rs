@@ -54,6 +54,9 @@ pub fn text(field: &str, value: &str, max_bytes: usize) -> Result<String, FieldV
             format!("must be at most {max_bytes} bytes"),
         ));
     }
+    if let Some(problem) = messaging_platform::validate::free_text_problem(value) {
+        return Err(FieldViolation::new(field, problem));
+    }
     Ok(value.to_owned())
 }
 
@@ -123,6 +126,9 @@ pub fn metadata(
                 format!("{field}[{key}]"),
                 format!("values are at most {MAX_METADATA_VALUE_BYTES} bytes"),
             ));
+        }
+        if let Some(problem) = messaging_platform::validate::free_text_problem(value) {
+            return Err(FieldViolation::new(format!("{field}[{key}]"), problem));
         }
     }
     Ok(entries

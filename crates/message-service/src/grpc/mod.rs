@@ -706,11 +706,17 @@ impl MessageService for MessageGrpc {
         respond(
             async {
                 let caller = Caller::from_request(&request)?;
+                let time_left = messaging_platform::server::time_left(&request);
                 let request = request.get_ref();
                 let mut violations = FieldViolations::new();
                 let query_chars = request.query.chars().count();
                 if query_chars > MAX_QUERY_CHARS {
                     violations.add("query", format!("at most {MAX_QUERY_CHARS} characters"));
+                }
+                if let Some(problem) =
+                    messaging_platform::validate::free_text_problem(&request.query)
+                {
+                    violations.add("query", problem);
                 }
                 if query_chars == 0 && request.search_tokens.is_empty() {
                     violations.add("query", "required unless search_tokens are given");
@@ -749,6 +755,7 @@ impl MessageService for MessageGrpc {
                             filter,
                             page_size,
                             page_token: request.page_token.clone(),
+                            time_left,
                         },
                     )
                     .await?;

@@ -832,6 +832,40 @@ pub async fn search<C: ConnectionTrait>(
         .await
 }
 
+/// [`search`] that stops when `within` has passed: on PostgreSQL the statement is cancelled
+/// there (`statement_timeout`), so no abandoned search keeps a connection busy; on both, the
+/// wait ends. `Ok(None)` when the time ran out.
+pub async fn search_within(
+    db: &DatabaseConnection,
+    tenant: &str,
+    query: &SearchQuery,
+    within: std::time::Duration,
+) -> Result<Option<Vec<SearchMatch>>, DbErr> {
+    use sea_orm::TransactionTrait;
+    let within = within.max(std::time::Duration::from_millis(1));
+    let transaction = db.begin().await?;
+    if transaction.get_database_backend() == sea_orm::DbBackend::Postgres {
+        transaction
+            .execute_unprepared(&format!(
+                "SET LOCAL statement_timeout = {}",
+                within.as_millis()
+            ))
+            .await?;
+    }
+    let found = match tokio::time::timeout(within, search(&transaction, tenant, query)).await {
+        Err(_) => None,
+        Ok(Err(error)) if is_statement_timeout(&error) => None,
+        Ok(result) => Some(result?),
+    };
+    transaction.rollback().await?;
+    Ok(found)
+}
+
+fn is_statement_timeout(error: &DbErr) -> bool {
+    // query_canceled: what statement_timeout raises.
+    messaging_platform::db::sqlstate(error).as_deref() == Some("57014")
+}
+
 /// Messages by id, in no particular order.
 pub async fn messages_by_id<C: ConnectionTrait>(
     connection: &C,

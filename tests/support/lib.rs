@@ -109,6 +109,7 @@ impl TestDatabase {
                         schema: None,
                         max_connections: 1,
                         connect_timeout,
+                        acquire_timeout: Duration::from_secs(3),
                         sqlite_synchronous: Default::default(),
                     },
                     _folder: Some(folder),
@@ -123,6 +124,7 @@ impl TestDatabase {
                         schema: Some(schema.clone()),
                         max_connections: 8,
                         connect_timeout,
+                        acquire_timeout: Duration::from_secs(3),
                         sqlite_synchronous: Default::default(),
                     },
                     _folder: None,
@@ -483,13 +485,31 @@ impl MessagingHarness {
         Self::start_with(backend, |_| {}).await
     }
 
+    /// Same, with message-service's database settings adjusted by `adjust` (to reach it
+    /// through a proxy, for example).
+    pub async fn start_with_database(
+        backend: Backend,
+        adjust: impl FnOnce(&mut TestDatabase),
+    ) -> Self {
+        let mut message_database = TestDatabase::new(backend);
+        adjust(&mut message_database);
+        Self::start_on(backend, message_database, |_| {}).await
+    }
+
     /// Same, with message-service settings adjusted by `adjust`.
     pub async fn start_with(
         backend: Backend,
         adjust: impl FnOnce(&mut message_service::config::Settings),
     ) -> Self {
+        Self::start_on(backend, TestDatabase::new(backend), adjust).await
+    }
+
+    async fn start_on(
+        backend: Backend,
+        message_database: TestDatabase,
+        adjust: impl FnOnce(&mut message_service::config::Settings),
+    ) -> Self {
         let conversations = ConversationHarness::start(backend).await;
-        let message_database = TestDatabase::new(backend);
         let mut settings = message_settings(&message_database, &conversations.server.url());
         adjust(&mut settings);
         let messages = start_message_service(settings).await;

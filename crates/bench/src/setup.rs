@@ -115,6 +115,7 @@ impl Deployment {
             schema: postgres.as_ref().map(|_| format!("bench_{name}_{unique}")),
             max_connections: 16,
             connect_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(3),
             sqlite_synchronous: Default::default(),
         };
         let description = match (&postgres, &nats) {

@@ -58,6 +58,7 @@ impl Default for ServiceSettings {
                 schema: None,
                 max_connections: 16,
                 connect_timeout: Duration::from_secs(10),
+                acquire_timeout: Duration::from_secs(3),
                 sqlite_synchronous: Default::default(),
             },
             undelete_window: Duration::from_secs(30 * 24 * 3600),

@@ -38,6 +38,7 @@ pub async fn run(
     let drain = messaging_platform::server::Drain {
         closing: bus.closing().clone(),
         deadline: service.drain_timeout,
+        database: Some(db.clone()),
     };
     let app = Conversations::new(
         db,

@@ -75,6 +75,7 @@ impl Default for ServiceSettings {
                 schema: None,
                 max_connections: 16,
                 connect_timeout: Duration::from_secs(10),
+                acquire_timeout: Duration::from_secs(3),
                 sqlite_synchronous: Default::default(),
             },
             conversation_service_url: "http://127.0.0.1:50051".to_owned(),

@@ -78,6 +78,7 @@ pub async fn run(
     let drain = messaging_platform::server::Drain {
         closing: bus.closing().clone(),
         deadline: service.drain_timeout,
+        database: Some(db.clone()),
     };
     let streams = streams::StreamSettings {
         heartbeat_interval: service.events.heartbeat_interval,

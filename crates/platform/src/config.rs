@@ -127,6 +127,10 @@ pub struct DatabaseSettings {
     /// How long to wait for a connection.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// PostgreSQL: how long a request waits for a pooled connection before it answers
+    /// UNAVAILABLE (the database unreachable, or the pool exhausted); default 3 s.
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
     /// SQLite only: how hard a commit is made durable (see [`SqliteSynchronous`]).
     #[serde(default)]
     pub sqlite_synchronous: SqliteSynchronous,
@@ -147,6 +151,10 @@ pub enum SqliteSynchronous {
 
 fn default_max_connections() -> u32 {
     16
+}
+
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(3)
 }
 
 fn default_connect_timeout() -> Duration {

@@ -107,8 +107,8 @@ async fn connect_postgres(
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(settings.max_connections.max(1))
-        .connect_timeout(settings.connect_timeout)
-        .acquire_timeout(settings.connect_timeout)
+        .connect_timeout(settings.connect_timeout.min(settings.acquire_timeout))
+        .acquire_timeout(settings.acquire_timeout)
         .sqlx_logging(false)
         .set_schema_search_path(schema.to_owned());
     Ok(Database::connect(options).await?)

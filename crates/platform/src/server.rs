@@ -14,13 +14,55 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-/// How a server stops.
+/// How a server stops, and what its health depends on.
 #[derive(Debug, Clone)]
 pub struct Drain {
     /// Cancelled when shutdown begins: streams and background tasks watch it.
     pub closing: tokio_util::sync::CancellationToken,
     /// How long in-flight calls may take to finish after that.
     pub deadline: Duration,
+    /// The database: while it does not answer (PostgreSQL), health says NOT_SERVING.
+    pub database: Option<sea_orm::DatabaseConnection>,
+}
+
+/// How often the database behind health is probed, and how long a probe may take.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Keeps health in step with the database until `closing`.
+async fn probe_database(
+    database: sea_orm::DatabaseConnection,
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<String>,
+    closing: tokio_util::sync::CancellationToken,
+) {
+    let mut serving = true;
+    let mut ticker = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = closing.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let up = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, database.ping()).await,
+            Ok(Ok(()))
+        );
+        if up == serving || closing.is_cancelled() {
+            continue;
+        }
+        serving = up;
+        let status = if up {
+            tracing::info!("the database answers again: serving");
+            ServingStatus::Serving
+        } else {
+            tracing::warn!("the database does not answer: not serving");
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        for name in &names {
+            reporter.set_service_status(name, status).await;
+        }
+    }
 }
 
 /// Serves `routes` plus health and reflection on `listener` until `shutdown` completes, then
@@ -56,6 +98,14 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let names: Vec<String> = health_names.iter().map(|name| (*name).to_owned()).collect();
+    if let Some(database) = drain.database.clone().filter(crate::db::is_postgres) {
+        tokio::spawn(probe_database(
+            database,
+            reporter.clone(),
+            names.clone(),
+            drain.closing.clone(),
+        ));
+    }
     let closing = drain.closing.clone();
     let shutdown = async move {
         shutdown.await;

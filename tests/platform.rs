@@ -258,3 +258,145 @@ async fn configuration_errors_print_one_line_even_with_backtraces_on() {
         "{stderr}"
     );
 }
+
+/// Sends bytes as they are, to try what a broken client could send.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+#[derive(Debug, Clone, Default)]
+struct RawEncoder;
+
+#[derive(Debug, Clone, Default)]
+struct RawDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        destination: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(destination, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        source: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        let mut out = vec![0; source.remaining()];
+        source.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests_are_the_clients_fault_and_fail_alone() {
+    let conversations = ConversationHarness::start(Backend::Sqlite).await;
+    let channel = conversations.server.channel().await;
+    let token = issuer()
+        .issue("acme", "alice", &[], Duration::from_secs(600))
+        .expect("token");
+    let call = |body: Vec<u8>, metadata: Vec<(String, String)>| {
+        let channel = channel.clone();
+        let token = token.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.expect("ready");
+            let mut request = tonic::Request::new(body);
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+            for (name, value) in metadata {
+                let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes()).expect("name");
+                request
+                    .metadata_mut()
+                    .append(name, value.parse().expect("value"));
+            }
+            grpc.unary::<_, Vec<u8>, _>(
+                request,
+                "/messaging.conversation.v1.ConversationService/ListConversations"
+                    .parse()
+                    .expect("path"),
+                RawCodec,
+            )
+            .await
+            .map(|_| ())
+        }
+    };
+    let fine = || call(Vec::new(), Vec::new());
+    fine()
+        .await
+        .expect("an empty ListConversationsRequest is fine");
+    let mut nested = Vec::new();
+    for _ in 0..5_000 {
+        nested.push(0x0b); // field 1, start group
+    }
+    let malformed: Vec<(&str, Vec<u8>)> = vec![
+        ("1 MiB of garbage", vec![0xff; 1 << 20]),
+        ("5,000 nested groups", nested),
+        ("a truncated varint", vec![0x08, 0xff]),
+        ("a string that is not UTF-8", vec![0x22, 0x02, 0xff, 0xfe]),
+        ("a length past the end", vec![0x22, 0x7f, b'a']),
+    ];
+    for (what, body) in malformed {
+        let status = call(body, Vec::new()).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        fine().await.expect("the connection survives");
+    }
+    let status = call(vec![0; 5 << 20], Vec::new()).await.expect_err("5 MiB");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    fine().await.expect("the connection survives");
+    // Large metadata (under the 256 KiB limit) is read, and the connection stays up: a stream
+    // opened before on it goes on.
+    let many: Vec<(String, String)> = (0..5_000)
+        .map(|index| (format!("x-filler-{index}"), "v".to_owned()))
+        .collect();
+    let big = vec![("x-big".to_owned(), "v".repeat(16 * 1024))];
+    let service_token = issuer()
+        .issue("*", "svc", &["service"], Duration::from_secs(600))
+        .expect("token");
+    // On the same connection as the calls above.
+    let mut watcher = messaging_proto::conversation::v1::conversation_service_client::ConversationServiceClient::with_interceptor(
+        channel.clone(),
+        Headers::bearer(&service_token).with("x-messaging-tenant-id", "*"),
+    );
+    let mut watching = watcher
+        .watch_events(messaging_proto::conversation::v1::WatchEventsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    for (what, metadata) in [("5,000 entries", many), ("a 16 KiB value", big)] {
+        call(Vec::new(), metadata).await.expect(what);
+        fine().await.expect("the connection survives");
+    }
+    let mut alice = conversations.client("acme", "alice");
+    messaging_e2e::create_group(&mut alice, "after the big headers", &[]).await;
+    let item = tokio::time::timeout(Duration::from_secs(15), watching.message())
+        .await
+        .expect("an event within 15 s");
+    assert!(
+        matches!(item, Ok(Some(_))),
+        "the stream opened before is still up: {item:?}"
+    );
+}

@@ -25,6 +25,12 @@ pub struct Drain {
     pub database: Option<sea_orm::DatabaseConnection>,
 }
 
+/// Request metadata (headers) a call may carry. Up to it, any metadata is read; over it, the
+/// call fails alone (HTTP 431) while the compressed header block stays under it, and beyond
+/// that HTTP/2's own protection ends the connection (GOAWAY COMPRESSION_ERROR), since a header
+/// block can only be skipped by decoding it. hyper's default is 16 KiB.
+pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
+
 /// How often the database behind health is probed, and how long a probe may take.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,6 +140,8 @@ pub async fn serve(
         stream
     });
     let server = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(client_faults))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
@@ -153,6 +161,40 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Gives client faults that tonic reports with server codes the codes they deserve: a request
+/// that is not valid protobuf (tonic: INTERNAL) is INVALID_ARGUMENT, and one larger than the
+/// 4 MiB limit (tonic: OUT_OF_RANGE) is RESOURCE_EXHAUSTED. Both are answered before a handler
+/// runs, as a trailers-only response, so only its headers change.
+fn client_faults<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let (Some(status), Some(message)) = (headers.get("grpc-status"), headers.get("grpc-message"))
+    else {
+        return response;
+    };
+    let message = message.as_bytes();
+    let code = match status.as_bytes() {
+        b"13" if message.starts_with(b"failed%20to%20decode%20Protobuf%20message") => {
+            Some((tonic::Code::InvalidArgument, None))
+        }
+        b"11" if message.starts_with(b"Error,%20decoded%20message%20length%20too%20large") => {
+            Some((
+                tonic::Code::ResourceExhausted,
+                Some("request too large: the limit is 4 MiB per message"),
+            ))
+        }
+        _ => None,
+    };
+    if let Some((code, text)) = code {
+        headers.insert("grpc-status", http::HeaderValue::from(code as i32));
+        if let Some(text) = text
+            && let Ok(value) = http::HeaderValue::from_str(&text.replace(' ', "%20"))
+        {
+            headers.insert("grpc-message", value);
+        }
+    }
+    response
 }
 
 /// Waits for background tasks that stop on their own once `closing` is cancelled, for at most

@@ -348,10 +348,8 @@ async fn malformed_and_oversized_requests_are_the_clients_fault_and_fail_alone()
     fine()
         .await
         .expect("an empty ListConversationsRequest is fine");
-    let mut nested = Vec::new();
-    for _ in 0..5_000 {
-        nested.push(0x0b); // field 1, start group
-    }
+    // Field 1 as a start group, 5,000 times over.
+    let nested = vec![0x0b; 5_000];
     let malformed: Vec<(&str, Vec<u8>)> = vec![
         ("1 MiB of garbage", vec![0xff; 1 << 20]),
         ("5,000 nested groups", nested),

@@ -95,25 +95,22 @@ async fn sigterm_drains_open_streams_and_exits_within_the_deadline() {
         ],
     )
     .await;
-    let (mut message_service, message_url) = start(
-        "message-service",
-        &[
-            (
-                "MESSAGING__MESSAGE_SERVICE__LISTEN",
-                "127.0.0.1:0".to_owned(),
-            ),
-            (
-                "MESSAGING__MESSAGE_SERVICE__DATABASE__URL",
-                messages_db.settings.url.expose().to_owned(),
-            ),
-            (
-                "MESSAGING__MESSAGE_SERVICE__CONVERSATION_SERVICE_URL",
-                conversation_url.clone(),
-            ),
-            ("MESSAGING__MESSAGE_SERVICE__DRAIN_TIMEOUT", "3s".to_owned()),
-        ],
-    )
-    .await;
+    let message_env = [
+        (
+            "MESSAGING__MESSAGE_SERVICE__LISTEN",
+            "127.0.0.1:0".to_owned(),
+        ),
+        (
+            "MESSAGING__MESSAGE_SERVICE__DATABASE__URL",
+            messages_db.settings.url.expose().to_owned(),
+        ),
+        (
+            "MESSAGING__MESSAGE_SERVICE__CONVERSATION_SERVICE_URL",
+            conversation_url.clone(),
+        ),
+        ("MESSAGING__MESSAGE_SERVICE__DRAIN_TIMEOUT", "3s".to_owned()),
+    ];
+    let (mut message_service, message_url) = start("message-service", &message_env).await;
     let issuer = TokenIssuer::from_settings(&AuthSettings {
         hs256_secret: Some(Secret::new(DEVELOPMENT_HS256_SECRET)),
         ..Default::default()
@@ -168,24 +165,7 @@ async fn sigterm_drains_open_streams_and_exits_within_the_deadline() {
     );
 
     // conversation-service, while a message-service follows its events.
-    let (mut follower, _) = start(
-        "message-service",
-        &[
-            (
-                "MESSAGING__MESSAGE_SERVICE__LISTEN",
-                "127.0.0.1:0".to_owned(),
-            ),
-            (
-                "MESSAGING__MESSAGE_SERVICE__DATABASE__URL",
-                messages_db.settings.url.expose().to_owned(),
-            ),
-            (
-                "MESSAGING__MESSAGE_SERVICE__CONVERSATION_SERVICE_URL",
-                conversation_url.clone(),
-            ),
-        ],
-    )
-    .await;
+    let (mut follower, _) = start("message-service", &message_env).await;
     let took = terminate(&mut conversation_service).await;
     assert!(took < drain, "conversation-service took {took:?}");
     let took = terminate(&mut follower).await;

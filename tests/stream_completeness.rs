@@ -16,7 +16,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use messaging_e2e::{Backend, MessagingHarness, backend_tests, create_group, remove_participant};
+use messaging_e2e::{
+    Backend, MessagingHarness, backend_tests, create_group, remove_participant, subscribe,
+};
 use messaging_proto::conversation::v1::{self as conversation, Role};
 use messaging_proto::message::v1 as pb;
 use pb::event::Payload;
@@ -151,20 +153,6 @@ fn message_ids(events: &[pb::Event]) -> HashSet<String> {
             _ => None,
         })
         .collect()
-}
-
-async fn subscribe(
-    client: &mut messaging_e2e::MessageClient,
-    resume: &str,
-) -> tonic::Streaming<pb::SubscribeResponse> {
-    client
-        .subscribe(pb::SubscribeRequest {
-            resume_position: resume.to_owned(),
-            conversation_ids: Vec::new(),
-        })
-        .await
-        .expect("subscribe")
-        .into_inner()
 }
 
 async fn streams_miss_nothing_under_membership_churn(backend: Backend) {

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use messaging_e2e::{
-    Backend, MessageClient, MessagingHarness, backend_tests, create_direct, create_group,
-    is_conversation_event, remove_participant, text_message as text,
+    Backend, MessagingHarness, backend_tests, create_direct, create_group, is_conversation_event,
+    remove_participant, subscribe, text_message as text,
 };
 use messaging_proto::conversation::v1::{self as conversation, Role};
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
@@ -43,17 +43,6 @@ async fn team(harness: &MessagingHarness, tenant: &str) -> String {
     ];
     // No waiting for message-service to take the change in: every request to it fences.
     create_group(&mut alice, "Team", &members).await
-}
-
-async fn subscribe(client: &mut MessageClient, resume: &str) -> Streaming<pb::SubscribeResponse> {
-    client
-        .subscribe(pb::SubscribeRequest {
-            resume_position: resume.to_owned(),
-            conversation_ids: Vec::new(),
-        })
-        .await
-        .expect("subscribe")
-        .into_inner()
 }
 
 /// The next item that is not a heartbeat, within `WAIT`.

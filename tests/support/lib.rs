@@ -782,3 +782,18 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// Subscribes `client` to all its conversations, from `resume` (empty: from now).
+pub async fn subscribe(
+    client: &mut MessageClient,
+    resume: &str,
+) -> tonic::Streaming<messaging_proto::message::v1::SubscribeResponse> {
+    client
+        .subscribe(messaging_proto::message::v1::SubscribeRequest {
+            resume_position: resume.to_owned(),
+            conversation_ids: Vec::new(),
+        })
+        .await
+        .expect("subscribe")
+        .into_inner()
+}

@@ -77,39 +77,91 @@ async fn follow_once(
     gate.followed_through(after);
     loop {
         // Only the wait for the next event gives way to shutdown, never a copy.
-        let response = tokio::select! {
+        let first = tokio::select! {
             () = closing.cancelled() => return Ok(()),
             response = stream.message() => match response? {
                 Some(response) => response,
                 None => return Ok(()),
             },
         };
-        match response.item {
-            Some(Item::Event(event)) => {
-                let Ok(position) = event.position.parse::<i64>() else {
-                    anyhow::bail!("conversation-service sent an event without a position");
-                };
-                if uuid::Uuid::parse_str(&event.conversation_id).is_ok() {
-                    store::copy_event(db, SOURCE, &event, position, projection).await?;
-                    // After the copy: a fence that passes this position finds the answers it
-                    // made stale gone, and the projection and stream up to date.
-                    gate.invalidate_for(&event);
-                    bus.committed();
+        // Whatever else has arrived already is copied in the same transaction: a burst of
+        // changes costs one commit per batch, not one per event.
+        let mut batch = vec![first];
+        let mut ended = None;
+        while batch.len() < COPY_BATCH {
+            match futures::FutureExt::now_or_never(stream.message()) {
+                Some(Ok(Some(response))) => batch.push(response),
+                Some(Ok(None)) => {
+                    ended = Some(Ok(()));
+                    break;
                 }
-                gate.followed_through(position);
+                Some(Err(status)) => {
+                    ended = Some(Err(status.into()));
+                    break;
+                }
+                None => break,
             }
-            Some(Item::ResyncRequired(resync)) => {
-                // Events were missed: nothing cached can be trusted.
-                tracing::warn!(position = %resync.position, "conversation-service events were missed; resynchronising");
-                gate.invalidate_all();
-                tracing::error!(
-                    "participants changed in the missed events are not known to Subscribe streams until they change again"
-                );
-                let position = resync.position.parse::<i64>().unwrap_or_default();
-                store::set_source_position(db, SOURCE, position).await?;
-                gate.followed_through(position);
+        }
+        let mut events = Vec::new();
+        let mut through = None;
+        for response in batch {
+            match response.item {
+                Some(Item::Event(event)) => {
+                    let Ok(position) = event.position.parse::<i64>() else {
+                        anyhow::bail!("conversation-service sent an event without a position");
+                    };
+                    through = Some(position);
+                    if uuid::Uuid::parse_str(&event.conversation_id).is_ok() {
+                        events.push((event, position));
+                    }
+                }
+                Some(Item::ResyncRequired(resync)) => {
+                    copy(db, gate, bus, projection, &mut events, &mut through).await?;
+                    // Events were missed: nothing cached can be trusted.
+                    tracing::warn!(position = %resync.position, "conversation-service events were missed; resynchronising");
+                    gate.invalidate_all();
+                    tracing::error!(
+                        "participants changed in the missed events are not known to Subscribe streams until they change again"
+                    );
+                    let position = resync.position.parse::<i64>().unwrap_or_default();
+                    store::set_source_position(db, SOURCE, position).await?;
+                    gate.followed_through(position);
+                }
+                Some(Item::Heartbeat(_)) | None => {}
             }
-            Some(Item::Heartbeat(_)) | None => {}
+        }
+        copy(db, gate, bus, projection, &mut events, &mut through).await?;
+        if let Some(ended) = ended {
+            return ended;
         }
     }
+}
+
+/// Most events copied in one transaction.
+const COPY_BATCH: usize = 256;
+
+/// Copies `events` in one transaction, then drops what they make stale and records how far
+/// this replica has followed (`through`, which may pass events that were not copied).
+async fn copy(
+    db: &DatabaseConnection,
+    gate: &ConversationGate,
+    bus: &EventBus,
+    projection: &ParticipantProjection,
+    events: &mut Vec<(messaging_proto::message::v1::Event, i64)>,
+    through: &mut Option<i64>,
+) -> anyhow::Result<()> {
+    if !events.is_empty() {
+        store::copy_events(db, SOURCE, events, projection).await?;
+        // After the copy: a fence that passes these positions finds the answers they made
+        // stale gone, and the projection and streams up to date.
+        for (event, _) in events.iter() {
+            gate.invalidate_for(event);
+        }
+        bus.committed();
+        events.clear();
+    }
+    if let Some(position) = through.take() {
+        gate.followed_through(position);
+    }
+    Ok(())
 }

@@ -350,67 +350,74 @@ pub trait Projection: Send + Sync {
     }
 }
 
-/// Copies `event` (another service's, at `position` in its stream) into this outbox, applies
-/// it to `projection`, stamps it, and moves the source's mark, all in one transaction. Events
-/// already copied (by this or another replica) are skipped by event id. Because the copy is
-/// stamped before it commits, a snapshot that sees the projection's change also sees the
-/// event's position at or below the relay's head, and one that does not, sees neither.
-/// Returns whether the event was new.
-pub async fn copy_event(
+/// Copies `events` (another service's, each with its position in that service's stream, in
+/// order) into this outbox, applies each to `projection`, stamps them, and moves the source's
+/// mark to the last position, all in one transaction. Events already copied (by this or
+/// another replica) are skipped by event id. Because copies are stamped before they commit, a
+/// snapshot that sees the projection's change also sees the event's position at or below the
+/// relay's head, and one that does not, sees neither. Returns how many were new.
+pub async fn copy_events(
     db: &DatabaseConnection,
     source: &str,
-    event: &pb::Event,
-    position: i64,
+    events: &[(pb::Event, i64)],
     projection: &dyn Projection,
-) -> Result<bool, DbErr> {
+) -> Result<u64, DbErr> {
     use sea_orm::sea_query::OnConflict;
-    let event_id = Uuid::parse_str(&event.event_id)
-        .map_err(|_| DbErr::Custom(format!("event id {:?} is not a UUID", event.event_id)))?;
-    let conversation = Uuid::parse_str(&event.conversation_id).map_err(|_| {
-        DbErr::Custom(format!(
-            "conversation id {:?} is not a UUID",
-            event.conversation_id
-        ))
-    })?;
-    let occurred_at = event
-        .time
-        .as_ref()
-        .and_then(|time| DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?))
-        .unwrap_or_else(Utc::now);
-    let mut stored = event.clone();
-    stored.position = String::new();
-    let (kind, payload) = super::encode(&stored);
+    let Some((_, last)) = events.last() else {
+        return Ok(0);
+    };
     let transaction = crate::db::begin_write(db).await?;
-    let payload = projection.seal(&transaction, event, &kind, payload).await?;
-    let inserted = event::Entity::insert(event::ActiveModel {
-        id: sea_orm::NotSet,
-        event_id: sea_orm::Set(event_id),
-        tenant_id: sea_orm::Set(event.tenant_id.clone()),
-        conversation_id: sea_orm::Set(conversation),
-        actor_id: sea_orm::Set(event.actor_id.clone()),
-        kind: sea_orm::Set(kind),
-        occurred_at: sea_orm::Set(occurred_at),
-        payload: sea_orm::Set(payload),
-        position: sea_orm::Set(None),
-    })
-    .on_conflict(
-        OnConflict::column(event::Column::EventId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&transaction)
-    .await?
-        > 0;
-    // The projection has a mark of its own, moved first: of replicas copying the same event,
-    // only the one that moves it applies the event (the row lock orders them), each source
-    // position once and in order, also when the copy itself was made before (rebuilding).
-    if advance_projection(&transaction, source, position).await? {
-        projection.apply(&transaction, event).await?;
+    let mut inserted = 0;
+    for (event, position) in events {
+        let event_id = Uuid::parse_str(&event.event_id)
+            .map_err(|_| DbErr::Custom(format!("event id {:?} is not a UUID", event.event_id)))?;
+        let conversation = Uuid::parse_str(&event.conversation_id).map_err(|_| {
+            DbErr::Custom(format!(
+                "conversation id {:?} is not a UUID",
+                event.conversation_id
+            ))
+        })?;
+        let occurred_at = event
+            .time
+            .as_ref()
+            .and_then(|time| {
+                DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?)
+            })
+            .unwrap_or_else(Utc::now);
+        let mut stored = event.clone();
+        stored.position = String::new();
+        let (kind, payload) = super::encode(&stored);
+        let payload = projection.seal(&transaction, event, &kind, payload).await?;
+        inserted += event::Entity::insert(event::ActiveModel {
+            id: sea_orm::NotSet,
+            event_id: sea_orm::Set(event_id),
+            tenant_id: sea_orm::Set(event.tenant_id.clone()),
+            conversation_id: sea_orm::Set(conversation),
+            actor_id: sea_orm::Set(event.actor_id.clone()),
+            kind: sea_orm::Set(kind),
+            occurred_at: sea_orm::Set(occurred_at),
+            payload: sea_orm::Set(payload),
+            position: sea_orm::Set(None),
+        })
+        .on_conflict(
+            OnConflict::column(event::Column::EventId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&transaction)
+        .await?;
+        // The projection has a mark of its own, moved first: of replicas copying the same
+        // event, only the one that moves it applies the event (the row lock orders them), each
+        // source position once and in order, also when the copy itself was made before
+        // (rebuilding).
+        if advance_projection(&transaction, source, *position).await? {
+            projection.apply(&transaction, event).await?;
+        }
     }
-    if inserted {
+    if inserted > 0 {
         while stamp_within(&transaction, STAMP_ALL_BATCH).await? == STAMP_ALL_BATCH {}
     }
-    move_source(&transaction, source, position, true).await?;
+    move_source(&transaction, source, *last, true).await?;
     transaction.commit().await?;
     Ok(inserted)
 }
@@ -421,29 +428,7 @@ async fn advance_projection(
     source: &str,
     position: i64,
 ) -> Result<bool, DbErr> {
-    use sea_orm::sea_query::OnConflict;
-    let name = format!("projection:{source}");
-    event_relay::Entity::insert(event_relay::ActiveModel {
-        name: sea_orm::Set(name.clone()),
-        last_position: sea_orm::Set(0),
-        pruned_through: sea_orm::Set(0),
-        nats_published_through: sea_orm::Set(0),
-    })
-    .on_conflict(
-        OnConflict::column(event_relay::Column::Name)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(transaction)
-    .await?;
-    let moved = event_relay::Entity::update_many()
-        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
-        .filter(event_relay::Column::Name.eq(name))
-        .filter(event_relay::Column::LastPosition.lt(position))
-        .exec(transaction)
-        .await?
-        .rows_affected;
-    Ok(moved > 0)
+    Ok(set_mark(transaction, format!("projection:{source}"), position, true).await? > 0)
 }
 
 /// Moves the mark of `source` to `position` (after a resync: even backwards, when the source
@@ -456,11 +441,13 @@ pub async fn set_source_position(
     let transaction = crate::db::begin_write(db).await?;
     move_source(&transaction, source, position, false).await?;
     // The projection follows the source from there on.
-    event_relay::Entity::update_many()
-        .col_expr(event_relay::Column::LastPosition, Expr::value(position))
-        .filter(event_relay::Column::Name.eq(format!("projection:{source}")))
-        .exec(&transaction)
-        .await?;
+    set_mark(
+        &transaction,
+        format!("projection:{source}"),
+        position,
+        false,
+    )
+    .await?;
     transaction.commit().await
 }
 
@@ -470,10 +457,22 @@ async fn move_source<C: ConnectionTrait>(
     position: i64,
     forward_only: bool,
 ) -> Result<(), DbErr> {
+    set_mark(connection, source_row(source), position, forward_only).await?;
+    Ok(())
+}
+
+/// Sets the `event_relay` row `name` (created if missing) to `position`, only forward when
+/// `forward_only`; returns how many rows moved.
+async fn set_mark<C: ConnectionTrait>(
+    connection: &C,
+    name: String,
+    position: i64,
+    forward_only: bool,
+) -> Result<u64, DbErr> {
     use sea_orm::sea_query::OnConflict;
     event_relay::Entity::insert(event_relay::ActiveModel {
-        name: sea_orm::Set(source_row(source)),
-        last_position: sea_orm::Set(position),
+        name: sea_orm::Set(name.clone()),
+        last_position: sea_orm::Set(0),
         pruned_through: sea_orm::Set(0),
         nats_published_through: sea_orm::Set(0),
     })
@@ -486,10 +485,9 @@ async fn move_source<C: ConnectionTrait>(
     .await?;
     let mut update = event_relay::Entity::update_many()
         .col_expr(event_relay::Column::LastPosition, Expr::value(position))
-        .filter(event_relay::Column::Name.eq(source_row(source)));
+        .filter(event_relay::Column::Name.eq(name));
     if forward_only {
         update = update.filter(event_relay::Column::LastPosition.lt(position));
     }
-    update.exec(connection).await?;
-    Ok(())
+    Ok(update.exec(connection).await?.rows_affected)
 }

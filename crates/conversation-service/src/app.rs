@@ -1173,16 +1173,18 @@ impl Conversations {
         })
     }
 
-    /// GetEventHead: stamps every committed event, so that each change acknowledged so far has
-    /// a position, wakes the relay to publish them, and returns the newest position.
+    /// GetEventHead: makes sure that every committed event has a position (stamping those that
+    /// do not yet, and waking the relay to publish them), and returns the newest position. When
+    /// none is waiting, which is the common case, that is two reads and no write.
     pub async fn event_head(&self, caller: &Caller) -> ApiResult<i64> {
         if !caller.is_service {
             return Err(ApiError::PermissionDenied(
                 "only callers with the service role may read the event head".to_owned(),
             ));
         }
-        let stamped = messaging_platform::outbox::store::stamp_all(&self.db).await?;
-        if stamped > 0 {
+        if messaging_platform::outbox::store::has_unstamped(&self.db).await?
+            && messaging_platform::outbox::store::stamp_all(&self.db).await? > 0
+        {
             self.bus.committed();
         }
         let (head, _) = messaging_platform::outbox::store::relay_state(&self.db).await?;

@@ -154,6 +154,19 @@ pub async fn stamp_within(
     Ok(stamped)
 }
 
+/// Whether any committed event has no position yet (one index probe: `position` is indexed).
+pub async fn has_unstamped<C: ConnectionTrait>(connection: &C) -> Result<bool, DbErr> {
+    Ok(event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
+        .filter(event::Column::Position.is_null())
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(connection)
+        .await?
+        .is_some())
+}
+
 /// Stamps every committed, unstamped event (in batches); returns how many.
 pub async fn stamp_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
     let mut total = 0;

@@ -6,6 +6,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve() -> anyhow::Result<()> {
+    // First, so that a signal during start-up stops the service gracefully too.
+    let shutdown = messaging_platform::server::shutdown_signal();
     let config_file = messaging_platform::config::file_argument("conversation-service")?;
     let settings: conversation_service::config::Settings =
         messaging_platform::config::load(config_file.as_deref())?;
@@ -14,10 +16,5 @@ async fn serve() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?;
-    conversation_service::run(
-        settings,
-        listener,
-        messaging_platform::server::shutdown_signal(),
-    )
-    .await
+    conversation_service::run(settings, listener, shutdown).await
 }

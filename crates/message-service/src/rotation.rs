@@ -163,16 +163,9 @@ pub async fn reencrypt_batch(
     Ok(rewritten)
 }
 
-/// Kinds of stored events that carry message content or conversation titles, and so are
-/// sealed.
-const SEALED_KINDS: [&str; 6] = [
-    "message.created",
-    "message.edited",
-    "conversation.created",
-    "conversation.updated",
-    "conversation.archived",
-    "conversation.deleted",
-];
+/// Kinds of stored events that carry message content, and so are sealed (so are the copied
+/// conversation events, `crate::store::participants::TITLED_KINDS`, which carry titles).
+const CONTENT_KINDS: [&str; 2] = ["message.created", "message.edited"];
 
 /// Seals `tenant`'s stored content events (kept for `events.retention`) with its newest key:
 /// those sealed with older versions and those stored in plaintext while encryption was off.
@@ -197,7 +190,13 @@ pub async fn reseal_events(
             .ok_or(KeyError::Disabled)?;
         let rows = event::Entity::find()
             .filter(event::Column::TenantId.eq(tenant))
-            .filter(event::Column::Kind.is_in(SEALED_KINDS))
+            .filter(
+                event::Column::Kind.is_in(
+                    CONTENT_KINDS
+                        .into_iter()
+                        .chain(crate::store::participants::TITLED_KINDS),
+                ),
+            )
             .filter(event::Column::Id.gt(after))
             .order_by_asc(event::Column::Id)
             .limit(batch)

@@ -270,18 +270,20 @@ impl ConversationGate {
             .get_with((tenant.to_owned(), conversation), Default::default);
         let key = (user.to_owned(), action as i32, admin);
         let now = Instant::now();
-        let Ok(generation) = answers.lock().map(|entry| entry.generation) else {
-            return Err(ApiError::internal(anyhow::anyhow!("cache lock poisoned")));
-        };
-        if let Some(answer) = answers.lock().ok().and_then(|entry| {
-            entry
+        // One look under the lock: the cached answer, or the generation a fetch starts from.
+        let generation = {
+            let entry = answers
+                .lock()
+                .map_err(|_| ApiError::internal(anyhow::anyhow!("cache lock poisoned")))?;
+            if let Some((answer, _)) = entry
                 .answers
                 .get(&key)
                 .filter(|(_, expires)| *expires > now)
-                .map(|(answer, _)| *answer)
-        }) {
-            return Ok(answer);
-        }
+            {
+                return Ok(*answer);
+            }
+            entry.generation
+        };
         let message = pb::CheckPermissionRequest {
             conversation_id: conversation.to_string(),
             user_id: user.to_owned(),

@@ -690,8 +690,8 @@ async fn tampered_ciphertext_is_data_loss_never_text(backend: Backend) {
 }
 
 async fn key_rotation_keeps_old_and_new_readable_then_reencrypts(backend: Backend) {
-    use message_service::keys::Keyring;
-    use message_service::rotation;
+    use message_service::store::keys::Keyring;
+    use message_service::store::rotation;
     let harness = MessagingHarness::start(backend).await;
     let id = pair(&harness, "Rotation").await;
     let mut alice = harness.client(TENANT, "alice");
@@ -943,8 +943,8 @@ async fn messagingctl_rotates_under_live_traffic(backend: Backend) {
 }
 
 async fn switching_encryption_on_seals_rows_written_in_plaintext(backend: Backend) {
-    use message_service::keys::Keyring;
-    use message_service::rotation;
+    use message_service::store::keys::Keyring;
+    use message_service::store::rotation;
     let conversations = ConversationHarness::start(backend).await;
     let database = messaging_e2e::TestDatabase::new(backend);
     let encrypted = message_settings(&database, &conversations.server.url());

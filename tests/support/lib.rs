@@ -450,8 +450,8 @@ pub fn message_settings(database: &TestDatabase, url: &str) -> message_service::
 pub const TEST_MASTER_KEY: &str = "bWVzc2FnaW5nLXRlc3RzLW1hc3Rlci1rZXktMzJieXQ=";
 
 /// Encryption at rest on, with [`TEST_MASTER_KEY`]: the whole suite runs encrypted.
-pub fn test_encryption() -> message_service::keys::EncryptionSettings {
-    message_service::keys::EncryptionSettings {
+pub fn test_encryption() -> message_service::store::keys::EncryptionSettings {
+    message_service::store::keys::EncryptionSettings {
         enabled: Some(true),
         master_key: Some(Secret::new(TEST_MASTER_KEY)),
         master_key_file: None,

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use message_service::app::index_entries;
-use message_service::domain::Content;
-use message_service::keys::Keyring;
-use message_service::store::MessageRow;
+use message_service::domain::{Content, Message};
 use message_service::store::entity::{message, search_token, sequence};
+use message_service::store::keys::Keyring;
+use message_service::store::rows::message_to_row;
+use message_service::store::search::index_entries;
 use rand::Rng;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
@@ -133,42 +133,34 @@ pub async fn messages(
             written += 1;
             let text = vocabulary.message(&mut random);
             let seconds = i64::try_from(count - written).unwrap_or(0);
-            let mut row = MessageRow {
+            let message = Message {
                 id: Uuid::now_v7(),
-                tenant_id: tenant.to_owned(),
-                conversation_id: conversation,
+                conversation,
                 sequence: i64::try_from(written).unwrap_or(i64::MAX),
-                sender_id: sender.to_owned(),
-                content_kind: "text".to_owned(),
-                text: Some(text.clone()),
-                ciphertext: None,
-                cipher_algorithm: None,
-                cipher_key_id: None,
-                parent_id: None,
-                mention_ids: "[]".to_owned(),
-                metadata: "{}".to_owned(),
+                sender: sender.to_owned(),
+                content: Some(Content::Text(text)),
+                parent: None,
+                mentions: Vec::new(),
+                metadata: Default::default(),
                 has_attachments: false,
                 reply_count: 0,
                 last_reply_at: None,
                 request_id: None,
-                payload_hash: String::new(),
                 created_at: now - chrono::Duration::seconds(seconds),
                 edited_at: None,
                 deleted_at: None,
                 revision_count: 0,
-                key_version: None,
-                sealed: None,
             };
-            for (token, weight) in index_entries(&search, Some(&Content::Text(text)), &[]) {
+            for (token, weight) in index_entries(&search, message.content.as_ref(), &[]) {
                 entries.push(search_token::ActiveModel::from(search_token::Model {
                     tenant_id: tenant.to_owned(),
                     token,
                     conversation_id: conversation,
-                    message_id: row.id,
+                    message_id: message.id,
                     weight,
                 }));
             }
-            keys.seal_message(key.as_deref(), &mut row)?;
+            let row = message_to_row(tenant, &message, "", key.as_deref())?;
             rows.push(message::ActiveModel::from(row));
         }
         let transaction = messaging_platform::db::begin_write(db).await?;

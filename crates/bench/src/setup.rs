@@ -159,7 +159,7 @@ impl Deployment {
                 database: message_database.clone(),
                 conversation_service_url: conversation_url,
                 // Encryption at rest on, as in production, with a key of this run.
-                encryption: message_service::keys::EncryptionSettings {
+                encryption: message_service::store::keys::EncryptionSettings {
                     enabled: Some(true),
                     master_key: Some(messaging_platform::config::Secret::new(run_master_key()?)),
                     master_key_file: None,
@@ -316,9 +316,12 @@ impl Deployment {
     /// message-service's database and its keys, for seeding.
     pub async fn message_store(
         &self,
-    ) -> anyhow::Result<(sea_orm::DatabaseConnection, message_service::keys::Keyring)> {
+    ) -> anyhow::Result<(
+        sea_orm::DatabaseConnection,
+        message_service::store::keys::Keyring,
+    )> {
         let db = messaging_platform::db::connect(&self.message_database, "message").await?;
-        let keys = message_service::keys::Keyring::open(
+        let keys = message_service::store::keys::Keyring::open(
             &db,
             &self.message_settings.message_service.encryption,
             Mode::Production,

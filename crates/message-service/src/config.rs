@@ -63,7 +63,7 @@ pub struct ServiceSettings {
     #[serde(with = "humantime_serde")]
     pub typing_interval: Duration,
     /// Encryption at rest (`[message_service.encryption]`).
-    pub encryption: crate::keys::EncryptionSettings,
+    pub encryption: crate::store::keys::EncryptionSettings,
 }
 
 impl Default for ServiceSettings {
@@ -88,7 +88,7 @@ impl Default for ServiceSettings {
             drain_timeout: Duration::from_secs(10),
             limits: crate::limits::LimitSettings::default(),
             typing_interval: Duration::from_secs(1),
-            encryption: crate::keys::EncryptionSettings::default(),
+            encryption: crate::store::keys::EncryptionSettings::default(),
         }
     }
 }

@@ -3,19 +3,14 @@
 //! caller may act in a conversation.
 
 pub mod app;
-pub mod client;
 pub mod config;
-pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod grpc;
-pub mod keys;
+pub mod jobs;
 pub mod limits;
-pub mod membership;
-pub mod rotation;
-pub mod search;
+pub mod peer;
 pub mod store;
-pub mod streams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,8 +22,8 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::app::{Messages, Policy};
-use crate::client::{ConversationGate, ServiceCredentials};
 use crate::config::Settings;
+use crate::peer::{ConversationGate, ServiceCredentials};
 use messaging_platform::auth::TokenIssuer;
 
 /// The fully qualified gRPC service names, as health checks report them.
@@ -59,7 +54,7 @@ pub async fn run(
         service.permission_cache_ttl,
         service.conversation_service_timeout,
     )?;
-    let keys = keys::Keyring::open(&db, &service.encryption, settings.mode).await?;
+    let keys = store::keys::Keyring::open(&db, &service.encryption, settings.mode).await?;
     if keys.is_enabled() {
         tracing::info!("message content is encrypted at rest");
     } else {
@@ -69,7 +64,7 @@ pub async fn run(
         .events
         .start(&db, events::FOREIGN_KINDS, Some(Arc::new(keys.clone())))
         .await?;
-    let follower = tokio::spawn(membership::follow(
+    let follower = tokio::spawn(jobs::membership::follow(
         db.clone(),
         gate.clone(),
         bus.clone(),
@@ -80,24 +75,30 @@ pub async fn run(
         deadline: service.drain_timeout,
         database: Some(db.clone()),
     };
-    let streams = streams::StreamSettings {
-        heartbeat_interval: service.events.heartbeat_interval,
-        buffer: service.events.stream_buffer,
-        typing_interval: service.typing_interval,
-    };
+    let limits = limits::Limits::new(service.limits.clone());
+    let live = grpc::streams::Live::new(
+        db.clone(),
+        bus.clone(),
+        gate.clone(),
+        limits.clone(),
+        grpc::streams::StreamSettings {
+            heartbeat_interval: service.events.heartbeat_interval,
+            buffer: service.events.stream_buffer,
+            typing_interval: service.typing_interval,
+        },
+    );
+    let store = store::SqlStore::new(db, keys, bus);
     let app = Messages::new(
-        db,
+        Arc::new(store),
         gate,
         Policy {
             max_body_bytes: service.max_body_bytes,
             edit_window: service.edit_window,
         },
-        bus,
-        keys,
-        limits::Limits::new(service.limits.clone()),
+        limits,
     );
     let routes = Routes::new(MessageServiceServer::with_interceptor(
-        grpc::MessageGrpc::new(app, streams),
+        grpc::MessageGrpc::new(app, live),
         authenticator.interceptor(),
     ))
     .add_service(ComplianceServiceServer::with_interceptor(

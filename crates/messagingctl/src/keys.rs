@@ -2,8 +2,8 @@
 //! data keys, directly against its database.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use message_service::keys::Keyring;
-use message_service::rotation;
+use message_service::store::keys::Keyring;
+use message_service::store::rotation;
 use sea_orm::DatabaseConnection;
 
 use crate::{KeysCommand, Settings};

@@ -1,5 +1,5 @@
 //! The participant projection: who participates in which conversation, as conversation-service's
-//! copied events say, maintained in the copying transaction (`crate::membership`), and read by
+//! copied events say, maintained in the copying transaction (`crate::jobs::membership`), and read by
 //! Subscribe streams within a snapshot together with the relay's head.
 
 use std::collections::HashSet;
@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use messaging_platform::outbox::EventBus;
 use messaging_proto::message::v1 as pb;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::participant;
@@ -25,7 +25,7 @@ pub const PARTICIPANT_KINDS: [&str; 3] = [
 #[derive(Debug, Clone)]
 pub struct ParticipantProjection {
     /// The tenants' keys.
-    pub keys: crate::keys::Keyring,
+    pub keys: crate::store::keys::Keyring,
 }
 
 /// Kinds of copied events that carry a conversation's title.
@@ -112,6 +112,30 @@ impl messaging_platform::outbox::store::Projection for ParticipantProjection {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ParticipantStore for super::SqlStore {
+    async fn participants_among(
+        &self,
+        tenant: &str,
+        conversation: Uuid,
+        users: &[String],
+    ) -> super::StoreResult<HashSet<String>> {
+        if users.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<String> = participant::Entity::find()
+            .select_only()
+            .column(participant::Column::UserId)
+            .filter(participant::Column::TenantId.eq(tenant))
+            .filter(participant::Column::ConversationId.eq(conversation))
+            .filter(participant::Column::UserId.is_in(users.to_vec()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(found.into_iter().collect())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Who participates where, as conversation-service's copied events say: the projection that
 //! Subscribe streams decide from, so that a stream's view of membership is the one at each
-//! event's position (see `crate::membership`).
+//! event's position (see `crate::jobs::membership`).
 
 use sea_orm_migration::prelude::*;
 

@@ -11,10 +11,19 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use crate::app::index_entries;
-use crate::domain::Content;
-use crate::keys::{KeyError, Keyring};
-use crate::store::{self, entity::message, entity::revision};
+use super::StoreError;
+use super::entity::{message, revision};
+use super::keys::{KeyError, Keyring};
+use super::rows::{message_from_row, message_to_row, revision_from_row, revision_to_row};
+use super::search::{index_entries, replace_search_entries};
+
+fn key_error(error: StoreError) -> KeyError {
+    match error {
+        StoreError::Database(error) => KeyError::Db(error),
+        StoreError::Keys(error) => error,
+        other => KeyError::Corrupt(other.to_string()),
+    }
+}
 
 /// Rows of a tenant still sealed with an older version (or plaintext).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,30 +99,34 @@ pub async fn reencrypt_batch(
         .lock_exclusive()
         .all(&transaction)
         .await?;
-    for mut row in messages {
+    for row in messages {
         let was = row.key_version;
-        keys.open_message(&transaction, &mut row).await?;
+        let fingerprint = row.payload_hash.clone();
+        let message = message_from_row(keys, &transaction, row)
+            .await
+            .map_err(key_error)?;
         if was == Some(0)
-            && let (Some(text), "text") = (&row.text, row.content_kind.as_str())
+            && let Some(text) = message.content.as_ref().and_then(|content| content.text())
         {
             // Written with encryption off: its tokens were keyed with the development key.
-            let content = Content::Text(text.clone());
+            let content = crate::domain::Content::Text(text.to_owned());
             let entries = index_entries(&search_key, Some(&content), &[]);
-            store::replace_search_entries(
+            replace_search_entries(
                 &transaction,
                 tenant,
-                row.conversation_id,
-                row.id,
+                message.conversation,
+                message.id,
                 entries,
             )
             .await?;
         }
-        keys.seal_message(key.as_deref(), &mut row)?;
+        let row =
+            message_to_row(tenant, &message, &fingerprint, key.as_deref()).map_err(key_error)?;
         let updated = message::Entity::update_many()
-            .col_expr(message::Column::Sealed, Expr::value(row.sealed.clone()))
+            .col_expr(message::Column::Sealed, Expr::value(row.sealed))
             .col_expr(message::Column::KeyVersion, Expr::value(row.key_version))
-            .col_expr(message::Column::Text, Expr::value(row.text.clone()))
-            .col_expr(message::Column::Metadata, Expr::value(row.metadata.clone()))
+            .col_expr(message::Column::Text, Expr::value(row.text))
+            .col_expr(message::Column::Metadata, Expr::value(row.metadata))
             .filter(message::Column::TenantId.eq(tenant))
             .filter(message::Column::Id.eq(row.id))
             .filter(message::Column::KeyVersion.eq(was))
@@ -130,27 +143,27 @@ pub async fn reencrypt_batch(
         .lock_exclusive()
         .all(&transaction)
         .await?;
-    let owners: std::collections::HashMap<uuid::Uuid, uuid::Uuid> = store::messages_by_id(
-        &transaction,
-        tenant,
-        revisions.iter().map(|row| row.message_id).collect(),
-    )
-    .await?
-    .into_iter()
-    .map(|row| (row.id, row.conversation_id))
-    .collect();
-    for mut row in revisions {
+    let message_ids: Vec<uuid::Uuid> = revisions.iter().map(|row| row.message_id).collect();
+    let owners: std::collections::HashMap<uuid::Uuid, uuid::Uuid> =
+        super::messages::rows_by_id(&transaction, tenant, &message_ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row.conversation_id))
+            .collect();
+    for row in revisions {
         let Some(conversation) = owners.get(&row.message_id).copied() else {
             continue;
         };
         let was = row.key_version;
-        keys.open_revision(&transaction, conversation, &mut row)
-            .await?;
-        keys.seal_revision(key.as_deref(), conversation, &mut row)?;
+        let revision = revision_from_row(keys, &transaction, conversation, row)
+            .await
+            .map_err(key_error)?;
+        let row =
+            revision_to_row(tenant, conversation, &revision, key.as_deref()).map_err(key_error)?;
         let updated = revision::Entity::update_many()
-            .col_expr(revision::Column::Sealed, Expr::value(row.sealed.clone()))
+            .col_expr(revision::Column::Sealed, Expr::value(row.sealed))
             .col_expr(revision::Column::KeyVersion, Expr::value(row.key_version))
-            .col_expr(revision::Column::Text, Expr::value(row.text.clone()))
+            .col_expr(revision::Column::Text, Expr::value(row.text))
             .filter(revision::Column::TenantId.eq(tenant))
             .filter(revision::Column::MessageId.eq(row.message_id))
             .filter(revision::Column::Revision.eq(row.revision))
@@ -164,7 +177,7 @@ pub async fn reencrypt_batch(
 }
 
 /// Kinds of stored events that carry message content, and so are sealed (so are the copied
-/// conversation events, `crate::store::participants::TITLED_KINDS`, which carry titles).
+/// conversation events, `super::participants::TITLED_KINDS`, which carry titles).
 const CONTENT_KINDS: [&str; 2] = ["message.created", "message.edited"];
 
 /// Seals `tenant`'s stored content events (kept for `events.retention`) with its newest key:
@@ -194,7 +207,7 @@ pub async fn reseal_events(
                 event::Column::Kind.is_in(
                     CONTENT_KINDS
                         .into_iter()
-                        .chain(crate::store::participants::TITLED_KINDS),
+                        .chain(super::participants::TITLED_KINDS),
                 ),
             )
             .filter(event::Column::Id.gt(after))

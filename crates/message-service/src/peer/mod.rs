@@ -2,7 +2,7 @@
 //!
 //! Answers of CheckPermission (allowed or not, and NOT_FOUND) are cached per tenant,
 //! conversation, user and action, grouped by conversation: conversation-service's events drop a
-//! conversation's answers as soon as its membership or state changes (see `crate::membership`),
+//! conversation's answers as soon as its membership or state changes (see `crate::jobs::membership`),
 //! and `permission_cache_ttl` (2 s by default) bounds how stale an answer can be while those
 //! events do not arrive. Every call carries a
 //! deadline, acts for the caller through a `service` token with the caller's tenant and user in
@@ -87,7 +87,7 @@ pub struct ConversationGate {
     joined_generation: Arc<std::sync::atomic::AtomicU64>,
     ttl: Duration,
     timeout: Duration,
-    /// How far this replica has followed conversation-service's events (see `crate::membership`).
+    /// How far this replica has followed conversation-service's events (see `crate::jobs::membership`).
     followed: tokio::sync::watch::Sender<i64>,
     /// Requests waiting for the next fence (see [`ConversationGate::fence`]).
     fences: tokio::sync::mpsc::UnboundedSender<FenceWaiter>,

@@ -16,16 +16,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use messaging_platform::config::{Mode, Secret};
-use messaging_platform::crypto::{self, Binding, DataKey, KEY_LEN, MasterKey, SearchKey};
+use messaging_platform::crypto::{self, DataKey, KEY_LEN, MasterKey, SearchKey};
 use messaging_platform::outbox::KeySource;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 
-use uuid::Uuid;
-
-use crate::store::entity::tenant_key;
-use crate::store::{MessageRow, RevisionRow};
+use super::entity::tenant_key;
 
 const DATA: &str = "data";
 const SEARCH: &str = "search";
@@ -375,144 +372,4 @@ async fn insert_key<C: ConnectionTrait>(
         .exec_without_returning(connection)
         .await?;
     Ok(())
-}
-
-/// What a message row seals: its text and metadata.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Body {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    t: Option<String>,
-    #[serde(default)]
-    m: std::collections::BTreeMap<String, String>,
-}
-
-fn message_binding(row: &MessageRow) -> Binding {
-    Binding::new("message")
-        .with(row.tenant_id.as_bytes())
-        .with(row.conversation_id.as_bytes())
-        .with(row.id.as_bytes())
-}
-
-fn revision_binding(conversation: Uuid, row: &RevisionRow) -> Binding {
-    Binding::new("message.revision")
-        .with(row.tenant_id.as_bytes())
-        .with(conversation.as_bytes())
-        .with(row.message_id.as_bytes())
-        .with(&row.revision.to_be_bytes())
-}
-
-impl Keyring {
-    /// Moves a message's text and metadata into its sealed column with `key` (`None`: encryption
-    /// off, the row stays plaintext with `key_version` 0). Tombstones hold nothing to seal.
-    pub fn seal_message(
-        &self,
-        key: Option<&DataKey>,
-        row: &mut MessageRow,
-    ) -> Result<(), KeyError> {
-        row.sealed = None;
-        if row.deleted_at.is_some() {
-            row.key_version = None;
-            return Ok(());
-        }
-        let Some(key) = key else {
-            row.key_version = Some(0);
-            return Ok(());
-        };
-        let body = Body {
-            t: row.text.take(),
-            m: serde_json::from_str(&row.metadata).map_err(corrupt)?,
-        };
-        let plaintext = serde_json::to_vec(&body).map_err(corrupt)?;
-        row.sealed = Some(
-            key.seal(&message_binding(row), &plaintext)
-                .map_err(corrupt)?,
-        );
-        row.metadata = "{}".to_owned();
-        row.key_version = Some(i32::try_from(key.version()).map_err(corrupt)?);
-        Ok(())
-    }
-
-    /// Opens a message's sealed column into its text and metadata (in memory). The row is
-    /// then marked plaintext (`key_version` 0), so saving it without sealing again cannot pass
-    /// for sealed. A value that does not open is [`KeyError::Corrupt`], never text.
-    pub async fn open_message<C: ConnectionTrait>(
-        &self,
-        connection: &C,
-        row: &mut MessageRow,
-    ) -> Result<(), KeyError> {
-        let Some(sealed) = row.sealed.take() else {
-            return Ok(());
-        };
-        let plaintext = self
-            .open_value(connection, &row.tenant_id, &message_binding(row), &sealed)
-            .await
-            .map_err(|error| KeyError::Corrupt(format!("message {}: {error}", row.id)))?;
-        let body: Body = serde_json::from_slice(&plaintext)
-            .map_err(|error| KeyError::Corrupt(format!("message {}: {error}", row.id)))?;
-        row.text = body.t;
-        row.metadata = serde_json::to_string(&body.m).map_err(corrupt)?;
-        row.key_version = Some(0);
-        Ok(())
-    }
-
-    /// [`Keyring::seal_message`] for a revision of a message of `conversation`.
-    pub fn seal_revision(
-        &self,
-        key: Option<&DataKey>,
-        conversation: Uuid,
-        row: &mut RevisionRow,
-    ) -> Result<(), KeyError> {
-        row.sealed = None;
-        let Some(key) = key else {
-            row.key_version = Some(0);
-            return Ok(());
-        };
-        let Some(text) = row.text.take() else {
-            row.key_version = None;
-            return Ok(());
-        };
-        row.sealed = Some(
-            key.seal(&revision_binding(conversation, row), text.as_bytes())
-                .map_err(corrupt)?,
-        );
-        row.key_version = Some(i32::try_from(key.version()).map_err(corrupt)?);
-        Ok(())
-    }
-
-    /// [`Keyring::open_message`] for a revision of a message of `conversation`.
-    pub async fn open_revision<C: ConnectionTrait>(
-        &self,
-        connection: &C,
-        conversation: Uuid,
-        row: &mut RevisionRow,
-    ) -> Result<(), KeyError> {
-        let Some(sealed) = row.sealed.take() else {
-            return Ok(());
-        };
-        let binding = revision_binding(conversation, row);
-        let plaintext = self
-            .open_value(connection, &row.tenant_id, &binding, &sealed)
-            .await
-            .map_err(|error| {
-                KeyError::Corrupt(format!(
-                    "revision {} of message {}: {error}",
-                    row.revision, row.message_id
-                ))
-            })?;
-        row.text = Some(String::from_utf8(plaintext).map_err(corrupt)?);
-        row.key_version = Some(0);
-        Ok(())
-    }
-
-    async fn open_value<C: ConnectionTrait>(
-        &self,
-        connection: &C,
-        tenant: &str,
-        binding: &Binding,
-        sealed: &[u8],
-    ) -> Result<Vec<u8>, KeyError> {
-        let version = crypto::key_version(sealed).map_err(corrupt)?;
-        let key = self.version(connection, tenant, version).await?;
-        key.open(binding, sealed).map_err(corrupt)
-    }
 }

@@ -16,8 +16,8 @@ use messaging_platform::outbox::store;
 use messaging_proto::conversation::v1::watch_events_response::Item;
 use sea_orm::DatabaseConnection;
 
-use crate::client::ConversationGate;
 use crate::events::EventBus;
+use crate::peer::ConversationGate;
 use crate::store::participants::ParticipantProjection;
 
 /// The name under which the copy progress is stored.
@@ -31,7 +31,7 @@ pub async fn follow(
     db: DatabaseConnection,
     gate: ConversationGate,
     bus: EventBus,
-    keys: crate::keys::Keyring,
+    keys: crate::store::keys::Keyring,
 ) {
     let projection = ParticipantProjection { keys };
     let mut retry = FIRST_RETRY;

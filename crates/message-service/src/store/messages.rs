@@ -1,0 +1,585 @@
+//! [`MessageStore`] on SQL: messages, thread counters, mentions and revisions, each write in
+//! one transaction with its event.
+
+use chrono::{DateTime, Utc};
+use messaging_platform::crypto::SearchKey;
+use messaging_platform::db::{begin_write, is_unique_violation};
+use messaging_platform::time::now;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::entity::{deletion, mention, message, read_state, revision, sequence};
+use super::rows::{message_from_row, message_to_row, messages_from_rows, revision_from_row};
+use super::search::{hex, index_entries, insert_search_entries, replace_search_entries};
+use super::{EditRule, MessageStore, Sent, SequenceRange, SqlStore, StoreError, StoreResult, rows};
+use crate::domain::{Message, MessageEvent, MessageFilter, NewMessage, Revision};
+
+#[async_trait::async_trait]
+impl MessageStore for SqlStore {
+    async fn message(
+        &self,
+        tenant: &str,
+        conversation: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<Message>> {
+        match find_row(&self.db, tenant, conversation, id, false).await? {
+            Some(row) => Ok(Some(message_from_row(&self.keys, &self.db, row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn messages(&self, tenant: &str, ids: &[Uuid]) -> StoreResult<Vec<Message>> {
+        let rows = rows_by_id(&self.db, tenant, ids).await?;
+        messages_from_rows(&self.keys, &self.db, rows).await
+    }
+
+    async fn page(
+        &self,
+        tenant: &str,
+        conversation: Uuid,
+        filter: &MessageFilter,
+        range: SequenceRange,
+        limit: u64,
+    ) -> StoreResult<Vec<Message>> {
+        let mut query = message::Entity::find()
+            .filter(message::Column::TenantId.eq(tenant))
+            .filter(message::Column::ConversationId.eq(conversation));
+        if let Some(above) = range.above {
+            query = query.filter(message::Column::Sequence.gt(above));
+        }
+        if let Some(below) = range.below {
+            query = query.filter(message::Column::Sequence.lt(below));
+        }
+        query = query.filter(filter_condition(filter, &|name| {
+            Expr::col((message::Entity, Alias::new(name)))
+        }));
+        query = if range.descending {
+            query.order_by_desc(message::Column::Sequence)
+        } else {
+            query.order_by_asc(message::Column::Sequence)
+        };
+        let rows = query.limit(limit).all(&self.db).await?;
+        messages_from_rows(&self.keys, &self.db, rows).await
+    }
+
+    async fn send(
+        &self,
+        tenant: &str,
+        sender: &str,
+        new: &NewMessage,
+        fingerprint: &str,
+    ) -> StoreResult<Sent> {
+        let search_key = self.keys.search(&self.db, tenant).await?;
+        // A bare hash of a short text can be guessed; keyed, it cannot.
+        let fingerprint = if self.keys.is_enabled() {
+            hex(&search_key.token(&format!("request\0{fingerprint}")))
+        } else {
+            fingerprint.to_owned()
+        };
+        if let Some(retried) = self.retried(tenant, sender, new, &fingerprint).await? {
+            return Ok(retried);
+        }
+        match self
+            .insert(tenant, sender, new, &fingerprint, &search_key)
+            .await
+        {
+            Ok(message) => {
+                self.bus.committed();
+                Ok(Sent::New(message))
+            }
+            // A concurrent retry with the same request id committed first.
+            Err(StoreError::Database(error)) if is_unique_violation(&error) => self
+                .retried(tenant, sender, new, &fingerprint)
+                .await?
+                .ok_or(StoreError::Database(error)),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn edit(
+        &self,
+        tenant: &str,
+        conversation: Uuid,
+        id: Uuid,
+        editor: &str,
+        search_tokens: &[Vec<u8>],
+        rule: EditRule<'_>,
+    ) -> StoreResult<Option<Message>> {
+        let transaction = begin_write(&self.db).await?;
+        let Some(row) = find_row(&transaction, tenant, conversation, id, true).await? else {
+            return Ok(None);
+        };
+        let fingerprint = row.payload_hash.clone();
+        let current = message_from_row(&self.keys, &transaction, row).await?;
+        let at = now();
+        let next = rule(&current, at).map_err(StoreError::Rejected)?;
+        let key = self.keys.current(&transaction, tenant).await?;
+        if next.content != current.content {
+            let revision = Revision {
+                message: id,
+                revision: next.revision_count,
+                content: current.content.clone(),
+                created_at: current.edited_at.unwrap_or(current.created_at),
+            };
+            let row = rows::revision_to_row(tenant, conversation, &revision, key.as_deref())?;
+            revision::Entity::insert(revision::ActiveModel::from(row))
+                .exec_without_returning(&transaction)
+                .await?;
+            let search_key = self.keys.search(&transaction, tenant).await?;
+            let entries = index_entries(&search_key, next.content.as_ref(), search_tokens);
+            replace_search_entries(&transaction, tenant, conversation, id, entries).await?;
+        }
+        if next.mentions != current.mentions {
+            replace_mentions(&transaction, tenant, &next, &next.mentions).await?;
+        }
+        let row = message_to_row(tenant, &next, &fingerprint, key.as_deref())?;
+        message::ActiveModel::from(row)
+            .reset_all()
+            .update(&transaction)
+            .await?;
+        let event = MessageEvent::Edited(&next);
+        self.record(&transaction, key.as_deref(), tenant, editor, at, event)
+            .await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        Ok(Some(next))
+    }
+
+    async fn delete(
+        &self,
+        tenant: &str,
+        conversation: Uuid,
+        id: Uuid,
+        actor: &str,
+    ) -> StoreResult<Option<Message>> {
+        let transaction = begin_write(&self.db).await?;
+        let Some(row) = find_row(&transaction, tenant, conversation, id, true).await? else {
+            return Ok(None);
+        };
+        if row.deleted_at.is_some() {
+            // End the transaction first: on SQLite it holds the only connection.
+            transaction.rollback().await?;
+            return Ok(Some(message_from_row(&self.keys, &self.db, row).await?));
+        }
+        let at = now();
+        let tombstone = message::Model {
+            content_kind: "none".to_owned(),
+            text: None,
+            ciphertext: None,
+            cipher_algorithm: None,
+            cipher_key_id: None,
+            metadata: "{}".to_owned(),
+            mention_ids: "[]".to_owned(),
+            revision_count: 0,
+            deleted_at: Some(at),
+            key_version: None,
+            sealed: None,
+            ..row
+        };
+        erase_dependents(&transaction, &tombstone).await?;
+        replace_search_entries(&transaction, tenant, conversation, id, Vec::new()).await?;
+        if let Some(root) = tombstone.parent_id {
+            count_reply(&transaction, tenant, conversation, root, None).await?;
+        }
+        let tombstone = message::ActiveModel::from(tombstone)
+            .reset_all()
+            .update(&transaction)
+            .await?;
+        let event = MessageEvent::Deleted {
+            conversation,
+            message: id,
+            sequence: tombstone.sequence,
+        };
+        self.record(&transaction, None, tenant, actor, at, event)
+            .await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        Ok(Some(
+            message_from_row(&self.keys, &self.db, tombstone).await?,
+        ))
+    }
+
+    async fn revisions(
+        &self,
+        tenant: &str,
+        conversation: Uuid,
+        id: Uuid,
+        after: i32,
+        limit: u64,
+    ) -> StoreResult<Vec<Revision>> {
+        let rows = revision::Entity::find()
+            .filter(revision::Column::TenantId.eq(tenant))
+            .filter(revision::Column::MessageId.eq(id))
+            .filter(revision::Column::Revision.gt(after))
+            .order_by_asc(revision::Column::Revision)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        let mut revisions = Vec::with_capacity(rows.len());
+        for row in rows {
+            revisions.push(revision_from_row(&self.keys, &self.db, conversation, row).await?);
+        }
+        Ok(revisions)
+    }
+}
+
+impl SqlStore {
+    /// The message `sender` sent before with `new`'s request id, if any.
+    async fn retried(
+        &self,
+        tenant: &str,
+        sender: &str,
+        new: &NewMessage,
+        fingerprint: &str,
+    ) -> StoreResult<Option<Sent>> {
+        let Some(request_id) = &new.request_id else {
+            return Ok(None);
+        };
+        let row = message::Entity::find()
+            .filter(message::Column::TenantId.eq(tenant))
+            .filter(message::Column::ConversationId.eq(new.conversation))
+            .filter(message::Column::SenderId.eq(sender))
+            .filter(message::Column::RequestId.eq(request_id.as_str()))
+            .one(&self.db)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored_fingerprint = row.payload_hash.clone();
+        Ok(Some(Sent::Retried {
+            message: message_from_row(&self.keys, &self.db, row).await?,
+            stored_fingerprint,
+            fingerprint: fingerprint.to_owned(),
+        }))
+    }
+
+    /// The send transaction. Work that needs no position (index entries, the parent's thread)
+    /// comes before the sequence row is locked, so concurrent senders wait for each other as
+    /// briefly as possible.
+    async fn insert(
+        &self,
+        tenant: &str,
+        sender: &str,
+        new: &NewMessage,
+        fingerprint: &str,
+        search_key: &SearchKey,
+    ) -> StoreResult<Message> {
+        let transaction = begin_write(&self.db).await?;
+        let key = self.keys.current(&transaction, tenant).await?;
+        let id = Uuid::now_v7();
+        let entries = index_entries(search_key, new.content.as_ref(), &new.search_tokens);
+        insert_search_entries(&transaction, tenant, new.conversation, id, entries).await?;
+        let root = match new.parent {
+            Some(parent) => {
+                Some(thread_root(&transaction, tenant, new.conversation, parent).await?)
+            }
+            None => None,
+        };
+        let sequence = next_sequence(&transaction, tenant, new.conversation).await?;
+        let at = now();
+        if let Some(root) = root {
+            count_reply(&transaction, tenant, new.conversation, root, Some(at)).await?;
+        }
+        let message = Message {
+            id,
+            conversation: new.conversation,
+            sequence,
+            sender: sender.to_owned(),
+            content: new.content.clone(),
+            parent: root,
+            mentions: new.mentions.clone(),
+            metadata: new.metadata.clone(),
+            has_attachments: false,
+            reply_count: 0,
+            last_reply_at: None,
+            request_id: new.request_id.clone(),
+            created_at: at,
+            edited_at: None,
+            deleted_at: None,
+            revision_count: 0,
+        };
+        let row = message_to_row(tenant, &message, fingerprint, key.as_deref())?;
+        message::Entity::insert(message::ActiveModel::from(row))
+            .exec_without_returning(&transaction)
+            .await?;
+        insert_mentions(&transaction, tenant, &message, &message.mentions).await?;
+        // Sending implies having read the conversation up to one's own message.
+        raise_read_state(&transaction, tenant, new.conversation, sender, sequence, at).await?;
+        self.record(
+            &transaction,
+            key.as_deref(),
+            tenant,
+            sender,
+            at,
+            MessageEvent::Created(&message),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(message)
+    }
+}
+
+/// A message row of a conversation; `lock` holds it until the transaction ends (PostgreSQL).
+pub(super) async fn find_row<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> Result<Option<message::Model>, DbErr> {
+    let mut query = message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::ConversationId.eq(conversation))
+        .filter(message::Column::Id.eq(id));
+    if lock {
+        query = query.lock_exclusive();
+    }
+    query.one(connection).await
+}
+
+/// Message rows by id, in no particular order.
+pub(crate) async fn rows_by_id<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    ids: &[Uuid],
+) -> Result<Vec<message::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::Id.is_in(ids.to_vec()))
+        .all(connection)
+        .await
+}
+
+/// The root of the thread `parent` belongs to (replies attach to roots): one read.
+async fn thread_root<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    parent: Uuid,
+) -> StoreResult<Uuid> {
+    let found: Option<(Uuid, Option<Uuid>)> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .column(message::Column::ParentId)
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::ConversationId.eq(conversation))
+        .filter(message::Column::Id.eq(parent))
+        .into_tuple()
+        .one(connection)
+        .await?;
+    let (id, root) = found.ok_or(StoreError::UnknownParent)?;
+    Ok(root.unwrap_or(id))
+}
+
+/// Counts a reply on a thread root (`Some(at)`: a new reply at `at`) or takes one back
+/// (`None`), in one statement.
+async fn count_reply<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    root: Uuid,
+    replied_at: Option<DateTime<Utc>>,
+) -> StoreResult<()> {
+    let count = Expr::col(message::Column::ReplyCount);
+    let mut update = message::Entity::update_many()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::ConversationId.eq(conversation))
+        .filter(message::Column::Id.eq(root));
+    update = match replied_at {
+        Some(at) => update
+            .col_expr(message::Column::ReplyCount, count.add(1))
+            .col_expr(message::Column::LastReplyAt, Expr::value(at)),
+        None => update
+            .filter(message::Column::ReplyCount.gt(0))
+            .col_expr(message::Column::ReplyCount, count.sub(1)),
+    };
+    let updated = update.exec(connection).await?;
+    if replied_at.is_some() && updated.rows_affected == 0 {
+        return Err(StoreError::UnknownParent);
+    }
+    Ok(())
+}
+
+/// Takes the conversation's next sequence. The row stays locked until the transaction ends, so
+/// concurrent senders are numbered in commit order, and a rollback returns the number.
+async fn next_sequence<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+) -> Result<i64, DbErr> {
+    let last = Alias::new("last_sequence");
+    let statement = Query::insert()
+        .into_table(sequence::Entity)
+        .columns([
+            sequence::Column::TenantId,
+            sequence::Column::ConversationId,
+            sequence::Column::LastSequence,
+        ])
+        .values_panic([tenant.into(), conversation.into(), 1_i64.into()])
+        .on_conflict(
+            OnConflict::columns([sequence::Column::TenantId, sequence::Column::ConversationId])
+                .value(
+                    sequence::Column::LastSequence,
+                    Expr::col((Alias::new("conversation_sequences"), last.clone())).add(1),
+                )
+                .to_owned(),
+        )
+        .returning_col(sequence::Column::LastSequence)
+        .to_owned();
+    let row = connection
+        .query_one(&statement)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("no sequence returned".to_owned()))?;
+    row.try_get("", "last_sequence")
+}
+
+/// Records the users `message` mentions.
+async fn insert_mentions<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message: &Message,
+    users: &[String],
+) -> Result<(), DbErr> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    mention::Entity::insert_many(users.iter().map(|user| {
+        mention::ActiveModel::from(mention::Model {
+            tenant_id: tenant.to_owned(),
+            conversation_id: message.conversation,
+            user_id: user.clone(),
+            sequence: message.sequence,
+            sender_id: message.sender.clone(),
+        })
+    }))
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
+/// Sets the users an existing message mentions.
+async fn replace_mentions<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    message: &Message,
+    users: &[String],
+) -> Result<(), DbErr> {
+    mention::Entity::delete_many()
+        .filter(mention::Column::TenantId.eq(tenant))
+        .filter(mention::Column::ConversationId.eq(message.conversation))
+        .filter(mention::Column::Sequence.eq(message.sequence))
+        .exec(connection)
+        .await?;
+    insert_mentions(connection, tenant, message, users).await
+}
+
+/// Removes a deleted message's revisions, mentions and reactions, and records its sequence
+/// among the deletions that unread counts subtract.
+async fn erase_dependents<C: ConnectionTrait>(
+    connection: &C,
+    row: &message::Model,
+) -> Result<(), DbErr> {
+    let tenant = row.tenant_id.as_str();
+    revision::Entity::delete_many()
+        .filter(revision::Column::TenantId.eq(tenant))
+        .filter(revision::Column::MessageId.eq(row.id))
+        .exec(connection)
+        .await?;
+    mention::Entity::delete_many()
+        .filter(mention::Column::TenantId.eq(tenant))
+        .filter(mention::Column::ConversationId.eq(row.conversation_id))
+        .filter(mention::Column::Sequence.eq(row.sequence))
+        .exec(connection)
+        .await?;
+    super::entity::reaction::Entity::delete_many()
+        .filter(super::entity::reaction::Column::TenantId.eq(tenant))
+        .filter(super::entity::reaction::Column::MessageId.eq(row.id))
+        .exec(connection)
+        .await?;
+    deletion::Entity::insert(deletion::ActiveModel::from(deletion::Model {
+        tenant_id: row.tenant_id.clone(),
+        conversation_id: row.conversation_id,
+        sequence: row.sequence,
+        sender_id: row.sender_id.clone(),
+    }))
+    .on_conflict_do_nothing()
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
+/// Moves a user's watermark to `sequence` if that is forward, in one statement (an upsert
+/// that keeps the higher of the two): for sending, inside its transaction.
+async fn raise_read_state<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    user: &str,
+    sequence: i64,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let row = read_state::Model {
+        tenant_id: tenant.to_owned(),
+        conversation_id: conversation,
+        user_id: user.to_owned(),
+        last_read_sequence: sequence,
+        updated_at: at,
+    };
+    let current = || Expr::col((read_state::Entity, read_state::Column::LastReadSequence));
+    let proposed = || Expr::col((Alias::new("excluded"), read_state::Column::LastReadSequence));
+    let higher = |column: read_state::Column| {
+        Expr::case(
+            proposed().gt(current()),
+            Expr::col((Alias::new("excluded"), column)),
+        )
+        .finally(Expr::col((read_state::Entity, column)))
+    };
+    read_state::Entity::insert(read_state::ActiveModel::from(row))
+        .on_conflict(
+            OnConflict::columns([
+                read_state::Column::TenantId,
+                read_state::Column::ConversationId,
+                read_state::Column::UserId,
+            ])
+            .value(
+                read_state::Column::LastReadSequence,
+                higher(read_state::Column::LastReadSequence),
+            )
+            .value(
+                read_state::Column::UpdatedAt,
+                higher(read_state::Column::UpdatedAt),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
+}
+
+/// `filter` as a condition on message columns, named through `column`.
+pub(super) fn filter_condition(filter: &MessageFilter, column: &dyn Fn(&str) -> Expr) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(sender) = &filter.sender {
+        condition = condition.add(column("sender_id").eq(sender.as_str()));
+    }
+    if let Some(thread) = filter.thread {
+        condition = condition.add(column("parent_id").eq(thread));
+    }
+    if filter.has_attachments {
+        condition = condition.add(column("has_attachments").eq(true));
+    }
+    if let Some(start) = filter.start {
+        condition = condition.add(column("created_at").gte(start));
+    }
+    if let Some(end) = filter.end {
+        condition = condition.add(column("created_at").lt(end));
+    }
+    condition
+}

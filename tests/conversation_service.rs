@@ -1232,7 +1232,7 @@ async fn undelete_window_expiry_and_purge(backend: Backend) {
         .await
         .expect("connect");
     let app = conversation_service::app::Conversations::new(
-        db.clone(),
+        conversation_service::store::Db::new(db.clone()),
         conversation_service::app::Policy {
             undelete_window: Duration::ZERO,
             max_participants: 10,

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
 
@@ -41,7 +42,7 @@ pub async fn run(
         database: Some(db.clone()),
     };
     let app = Conversations::new(
-        db,
+        store::Db::new(db),
         Policy {
             undelete_window: service.undelete_window,
             max_participants: service.max_participants,

@@ -1,9 +1,11 @@
 //! Conversation rules with no I/O: kinds, roles, the permission matrix and validated inputs.
 
+pub mod event;
 pub mod permissions;
 
 use tonic_types::FieldViolation;
 
+pub use event::ConversationEvent;
 pub use permissions::{Action, Denial};
 
 /// Longest title, in characters.

@@ -1,25 +1,24 @@
-//! The gRPC adapter: validates and converts requests into the use cases' inputs, and their
-//! results into responses. No rules live here beyond field validation.
+//! The gRPC adapter: each handler parses its request (`request`), calls one use case
+//! (`crate::app`) and converts the result (`response`). No rules live here beyond field
+//! validation.
 
-use std::collections::HashSet;
+pub mod request;
+pub mod response;
 
 use messaging_platform::outbox::EventSettings;
 use messaging_platform::outbox::stream::{self, AdmitAll, Item, ItemStream, StreamSpec};
-use messaging_platform::validate::{self, page_size, principal_id, resource_id};
+use messaging_platform::validate::{self, principal_id, resource_id};
 use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
 use messaging_proto::conversation::v1 as pb;
 use pb::conversation_service_server::ConversationService;
 use tonic::{Request, Response, Status};
-use tonic_types::FieldViolation;
 
-use crate::app::{ConversationView, Conversations, ListRequest, NewConversation};
-use crate::domain::{self, Action, Denial, Kind, Role};
-use crate::store::{Archived, ConversationFilter, Membership, ParticipantRow};
+use crate::app::Conversations;
+use request::{action_from_proto, grantable_role, id_only, participant_specs};
+use response::{
+    conversation_to_proto, denial_to_proto, kind_to_proto, participant_to_proto, role_to_proto,
+};
 
-/// Most conversations per ListConversations page, and the default.
-const CONVERSATION_PAGE: (u64, u64) = (50, 200);
-/// Most participants per ListParticipants page, and the default.
-const PARTICIPANT_PAGE: (u64, u64) = (100, 500);
 /// `messaging.conversation.v1.ConversationService` over the use cases.
 #[derive(Debug, Clone)]
 pub struct ConversationGrpc {
@@ -32,161 +31,6 @@ impl ConversationGrpc {
     pub fn new(app: Conversations, events: EventSettings) -> Self {
         Self { app, events }
     }
-}
-
-fn kind_to_proto(kind: Kind) -> pb::ConversationType {
-    match kind {
-        Kind::Direct => pb::ConversationType::Direct,
-        Kind::Group => pb::ConversationType::Group,
-        Kind::Channel => pb::ConversationType::Channel,
-    }
-}
-
-fn kind_from_proto(field: &str, value: i32) -> Result<Kind, FieldViolation> {
-    match pb::ConversationType::try_from(value) {
-        Ok(pb::ConversationType::Direct) => Ok(Kind::Direct),
-        Ok(pb::ConversationType::Group) => Ok(Kind::Group),
-        Ok(pb::ConversationType::Channel) => Ok(Kind::Channel),
-        Ok(pb::ConversationType::Unspecified) => Err(FieldViolation::new(field, "required")),
-        Err(_) => Err(FieldViolation::new(field, "unknown conversation type")),
-    }
-}
-
-fn role_to_proto(role: Option<Role>) -> pb::Role {
-    match role {
-        None => pb::Role::Unspecified,
-        Some(Role::Owner) => pb::Role::Owner,
-        Some(Role::Admin) => pb::Role::Admin,
-        Some(Role::Member) => pb::Role::Member,
-        Some(Role::Viewer) => pb::Role::Viewer,
-    }
-}
-
-/// A role that may be granted by adding or re-roling: ADMIN, MEMBER or VIEWER
-/// (`unspecified` when the field may be left out).
-fn grantable_role(
-    field: &str,
-    value: i32,
-    unspecified: Option<Role>,
-) -> Result<Role, FieldViolation> {
-    match pb::Role::try_from(value) {
-        Ok(pb::Role::Admin) => Ok(Role::Admin),
-        Ok(pb::Role::Member) => Ok(Role::Member),
-        Ok(pb::Role::Viewer) => Ok(Role::Viewer),
-        Ok(pb::Role::Unspecified) => {
-            unspecified.ok_or_else(|| FieldViolation::new(field, "required"))
-        }
-        Ok(pb::Role::Owner) => Err(FieldViolation::new(
-            field,
-            "ROLE_OWNER cannot be granted: use TransferOwnership",
-        )),
-        Err(_) => Err(FieldViolation::new(field, "unknown role")),
-    }
-}
-
-fn action_from_proto(field: &str, value: i32) -> Result<Action, FieldViolation> {
-    match pb::Action::try_from(value) {
-        Ok(pb::Action::Read) => Ok(Action::Read),
-        Ok(pb::Action::Post) => Ok(Action::Post),
-        Ok(pb::Action::React) => Ok(Action::React),
-        Ok(pb::Action::Moderate) => Ok(Action::Moderate),
-        Ok(pb::Action::ManageParticipants) => Ok(Action::ManageParticipants),
-        Ok(pb::Action::Update) => Ok(Action::Update),
-        Ok(pb::Action::Archive) => Ok(Action::Archive),
-        Ok(pb::Action::Delete) => Ok(Action::Delete),
-        Ok(pb::Action::TransferOwnership) => Ok(Action::TransferOwnership),
-        Ok(pb::Action::Unspecified) => Err(FieldViolation::new(field, "required")),
-        Err(_) => Err(FieldViolation::new(field, "unknown action")),
-    }
-}
-
-fn denial_to_proto(denial: Option<Denial>) -> pb::DenialReason {
-    match denial {
-        None => pb::DenialReason::Unspecified,
-        Some(Denial::NotParticipant) => pb::DenialReason::NotParticipant,
-        Some(Denial::RoleInsufficient) => pb::DenialReason::RoleInsufficient,
-        Some(Denial::Archived) => pb::DenialReason::Archived,
-        Some(Denial::NotSupported) => pb::DenialReason::NotSupported,
-    }
-}
-
-fn conversation_to_proto(view: ConversationView) -> ApiResult<pb::Conversation> {
-    use messaging_platform::time::{to_optional_timestamp, to_timestamp};
-    let row = view.row;
-    Ok(pb::Conversation {
-        conversation_id: row.id.to_string(),
-        tenant_id: row.tenant_id.clone(),
-        r#type: kind_to_proto(row.kind()?).into(),
-        title: row.title,
-        description: row.description,
-        creator_id: row.creator_id,
-        create_time: Some(to_timestamp(row.created_at)),
-        updater_id: row.updater_id,
-        update_time: Some(to_timestamp(row.updated_at)),
-        last_activity_time: Some(to_timestamp(row.last_activity_at)),
-        archived: row.archived_at.is_some(),
-        archive_time: to_optional_timestamp(row.archived_at),
-        archiver_id: row.archiver_id.unwrap_or_default(),
-        delete_time: to_optional_timestamp(row.deleted_at),
-        purge_time: to_optional_timestamp(view.purge_time),
-        participant_count: row.participant_count,
-        caller_role: role_to_proto(view.caller_role).into(),
-        etag: row.version.to_string(),
-    })
-}
-
-fn participant_to_proto(row: ParticipantRow) -> ApiResult<pb::Participant> {
-    use messaging_platform::time::to_timestamp;
-    Ok(pb::Participant {
-        conversation_id: row.conversation_id.to_string(),
-        role: role_to_proto(Some(row.role()?)).into(),
-        user_id: row.user_id,
-        join_time: Some(to_timestamp(row.joined_at)),
-        inviter_id: row.inviter_id,
-        role_update_time: Some(to_timestamp(row.role_updated_at)),
-        role_updater_id: row.role_updater_id,
-    })
-}
-
-/// Validates a list of participants to add: ids, roles, no duplicates, not the caller.
-fn participant_specs(
-    violations: &mut FieldViolations,
-    field: &str,
-    specs: &[pb::ParticipantSpec],
-    caller: &Caller,
-) -> Vec<(String, Role)> {
-    if specs.len() > domain::MAX_PARTICIPANTS_PER_CALL {
-        violations.add(
-            field,
-            format!("at most {} per call", domain::MAX_PARTICIPANTS_PER_CALL),
-        );
-        return Vec::new();
-    }
-    let mut seen = HashSet::new();
-    let mut result = Vec::with_capacity(specs.len());
-    for (index, spec) in specs.iter().enumerate() {
-        let user_field = format!("{field}[{index}].user_id");
-        let user = violations.check(principal_id(&user_field, &spec.user_id));
-        let role = violations.check(grantable_role(
-            &format!("{field}[{index}].role"),
-            spec.role,
-            Some(Role::Member),
-        ));
-        if let (Some(user), Some(role)) = (user, role) {
-            if user == caller.user_id {
-                violations.add(user_field, "must not be the caller");
-            } else if !seen.insert(user.clone()) {
-                violations.add(user_field, "duplicate user");
-            } else {
-                result.push((user, role));
-            }
-        }
-    }
-    result
-}
-
-fn id_only(field: &str, value: &str) -> ApiResult<uuid::Uuid> {
-    resource_id(field, value).map_err(|violation| ApiError::InvalidArgument(vec![violation]))
 }
 
 fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
@@ -203,43 +47,7 @@ impl ConversationService for ConversationGrpc {
             async {
                 let caller = Caller::from_request(&request)?;
                 let request = request.get_ref();
-                let mut violations = FieldViolations::new();
-                let kind = violations.check(kind_from_proto("type", request.r#type));
-                let title = kind.and_then(|kind| {
-                    violations.check(domain::title("title", &request.title, kind))
-                });
-                let description =
-                    violations.check(domain::description("description", &request.description));
-                let participants = participant_specs(
-                    &mut violations,
-                    "participants",
-                    &request.participants,
-                    &caller,
-                );
-                if kind == Some(Kind::Direct) && request.participants.len() != 1 {
-                    violations.add(
-                        "participants",
-                        "a direct conversation needs exactly one other user",
-                    );
-                }
-                let request_id = violations
-                    .check(messaging_platform::idempotency::parse_request_id(
-                        "request_id",
-                        &request.request_id,
-                    ))
-                    .flatten();
-                let (Some(kind), Some(title), Some(description)) = (kind, title, description)
-                else {
-                    return Err(violations.into_error());
-                };
-                violations.finish()?;
-                let new = NewConversation {
-                    kind,
-                    title,
-                    description,
-                    participants,
-                    request_id,
-                };
+                let new = request::new_conversation(request, &caller)?;
                 let (view, created) = self.app.create(&caller, new).await?;
                 Ok(pb::CreateConversationResponse {
                     conversation: Some(conversation_to_proto(view)?),
@@ -275,58 +83,7 @@ impl ConversationService for ConversationGrpc {
             async {
                 let caller = Caller::from_request(&request)?;
                 let request = request.get_ref();
-                let mut violations = FieldViolations::new();
-                let size = violations.check(page_size(
-                    "page_size",
-                    request.page_size,
-                    CONVERSATION_PAGE.0,
-                    CONVERSATION_PAGE.1,
-                ));
-                let mut kinds = Vec::new();
-                for (index, value) in request.types.iter().enumerate() {
-                    if let Some(kind) =
-                        violations.check(kind_from_proto(&format!("types[{index}]"), *value))
-                    {
-                        kinds.push(kind);
-                    }
-                }
-                let archived = match pb::ArchiveFilter::try_from(request.archive_filter) {
-                    Ok(pb::ArchiveFilter::Unspecified | pb::ArchiveFilter::Active) => {
-                        Some(Archived::Active)
-                    }
-                    Ok(pb::ArchiveFilter::Archived) => Some(Archived::Archived),
-                    Ok(pb::ArchiveFilter::All) => Some(Archived::All),
-                    Err(_) => {
-                        violations.add("archive_filter", "unknown archive filter");
-                        None
-                    }
-                };
-                let membership = match pb::MembershipFilter::try_from(request.membership_filter) {
-                    Ok(pb::MembershipFilter::Unspecified | pb::MembershipFilter::Joined) => {
-                        Some(Membership::Joined)
-                    }
-                    Ok(pb::MembershipFilter::Joinable) => Some(Membership::Joinable),
-                    Ok(pb::MembershipFilter::All) => Some(Membership::All),
-                    Err(_) => {
-                        violations.add("membership_filter", "unknown membership filter");
-                        None
-                    }
-                };
-                let (Some(page_size), Some(archived), Some(membership)) =
-                    (size, archived, membership)
-                else {
-                    return Err(violations.into_error());
-                };
-                violations.finish()?;
-                let list = ListRequest {
-                    filter: ConversationFilter {
-                        kinds,
-                        membership,
-                        archived,
-                    },
-                    page_size,
-                    page_token: request.page_token.clone(),
-                };
+                let list = request::list_request(request)?;
                 let (views, next_page_token) = self.app.list(&caller, &list).await?;
                 Ok(pb::ListConversationsResponse {
                     conversations: views
@@ -348,46 +105,10 @@ impl ConversationService for ConversationGrpc {
             async {
                 let caller = Caller::from_request(&request)?;
                 let request = request.get_ref();
-                let conversation = request
-                    .conversation
-                    .as_ref()
-                    .ok_or_else(|| ApiError::invalid("conversation", "required"))?;
-                let mut violations = FieldViolations::new();
-                let id = violations.check(resource_id(
-                    "conversation.conversation_id",
-                    &conversation.conversation_id,
-                ));
-                let paths: Vec<&str> = match &request.update_mask {
-                    Some(mask) if !mask.paths.is_empty() => {
-                        mask.paths.iter().map(String::as_str).collect()
-                    }
-                    _ => vec!["title", "description"],
-                };
-                let mut title = None;
-                let mut description = None;
-                for path in paths {
-                    match path {
-                        "title" => title = Some(conversation.title.as_str()),
-                        "description" => {
-                            description = violations.check(domain::description(
-                                "conversation.description",
-                                &conversation.description,
-                            ));
-                        }
-                        other => violations.add(
-                            "update_mask",
-                            format!("unknown or immutable path {other:?}: use title, description"),
-                        ),
-                    }
-                }
-                let Some(id) = id else {
-                    return Err(violations.into_error());
-                };
-                violations.finish()?;
-                let etag = (!request.etag.is_empty()).then_some(request.etag.as_str());
+                let (id, title, description, etag) = request::update(request)?;
                 let view = self
                     .app
-                    .update(&caller, id, title, description, etag)
+                    .update(&caller, id, title.as_deref(), description, etag.as_deref())
                     .await?;
                 Ok(pb::UpdateConversationResponse {
                     conversation: Some(conversation_to_proto(view)?),
@@ -555,28 +276,7 @@ impl ConversationService for ConversationGrpc {
             async {
                 let caller = Caller::from_request(&request)?;
                 let request = request.get_ref();
-                let mut violations = FieldViolations::new();
-                let id = violations.check(resource_id("conversation_id", &request.conversation_id));
-                let size = violations.check(page_size(
-                    "page_size",
-                    request.page_size,
-                    PARTICIPANT_PAGE.0,
-                    PARTICIPANT_PAGE.1,
-                ));
-                let mut roles = Vec::new();
-                for (index, value) in request.roles.iter().enumerate() {
-                    match pb::Role::try_from(*value) {
-                        Ok(pb::Role::Owner) => roles.push(Role::Owner),
-                        Ok(pb::Role::Admin) => roles.push(Role::Admin),
-                        Ok(pb::Role::Member) => roles.push(Role::Member),
-                        Ok(pb::Role::Viewer) => roles.push(Role::Viewer),
-                        _ => violations.add(format!("roles[{index}]"), "must be a known role"),
-                    }
-                }
-                let (Some(id), Some(size)) = (id, size) else {
-                    return Err(violations.into_error());
-                };
-                violations.finish()?;
+                let (id, roles, size) = request::participants_page(request)?;
                 let (rows, next_page_token) = self
                     .app
                     .list_participants(&caller, id, &roles, size, &request.page_token)

@@ -2,8 +2,8 @@
 //! PostgreSQL. Every function takes the tenant and filters on it; functions are generic over the
 //! connection so the application layer composes them inside one transaction.
 //!
-//! There is one implementation and no trait: both backends go through SeaORM, and tests run
-//! against real databases rather than a substitute.
+//! The use cases (`crate::app`) compose these functions inside one transaction each; the
+//! connection types come from here (`Db`, `Tx`), so the use cases never name SeaORM.
 
 pub mod entity;
 pub mod migration;
@@ -33,6 +33,55 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
 }
 
 pub use messaging_platform::db::is_unique_violation;
+pub use sea_orm::DbErr as DbError;
+
+/// What the store's functions run on: the database ([`Db`]) or a transaction ([`Tx`]).
+pub trait Connection: ConnectionTrait {}
+
+impl<T: ConnectionTrait> Connection for T {}
+
+/// The database: reads outside a transaction, and the start of each change.
+#[derive(Debug, Clone)]
+pub struct Db(DatabaseConnection);
+
+impl Db {
+    /// The store over `connection`.
+    pub fn new(connection: DatabaseConnection) -> Self {
+        Self(connection)
+    }
+
+    /// Begins one change (on SQLite, with the write lock taken at once).
+    pub async fn begin(&self) -> Result<Tx, DbErr> {
+        Ok(Tx(messaging_platform::db::begin_write(&self.0).await?))
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        &self.0
+    }
+}
+
+/// One change's transaction; dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub struct Tx(sea_orm::DatabaseTransaction);
+
+impl Tx {
+    /// Commits the change.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.0.commit().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sea_orm::DatabaseTransaction;
+
+    fn deref(&self) -> &sea_orm::DatabaseTransaction {
+        &self.0
+    }
+}
 
 impl ConversationRow {
     /// The kind; a value this code did not write is a data fault.
@@ -245,6 +294,38 @@ pub async fn record_audit<C: ConnectionTrait>(
     .exec_without_returning(connection)
     .await?;
     Ok(())
+}
+
+/// The position of the newest committed event, after stamping any committed event that has
+/// none yet (then `true`: the relay has new positions to publish). When none waits, which is
+/// the common case, that is two reads and no write.
+pub async fn event_head(db: &DatabaseConnection) -> Result<(i64, bool), DbErr> {
+    use messaging_platform::outbox::store::{has_unstamped, relay_state, stamp_all};
+    let stamped = has_unstamped(db).await? && stamp_all(db).await? > 0;
+    let (head, _) = relay_state(db).await?;
+    Ok((head, stamped))
+}
+
+/// Records `event` of `actor` about `conversation` in the outbox, within `connection`'s
+/// transaction (see `messaging_platform::outbox`): the relay then publishes it to WatchEvents
+/// streams and NATS.
+pub async fn record_event<C: ConnectionTrait>(
+    connection: &C,
+    conversation: &ConversationRow,
+    actor: &str,
+    at: DateTime<Utc>,
+    event: &crate::domain::ConversationEvent<'_>,
+) -> Result<(), DbErr> {
+    messaging_platform::outbox::store::record(
+        connection,
+        None,
+        &conversation.tenant_id,
+        conversation.id,
+        actor,
+        at,
+        crate::events::payload(event),
+    )
+    .await
 }
 
 /// How ListConversations selects by membership.

@@ -1,0 +1,434 @@
+//! CreateConversation, GetConversation, ListConversations, UpdateConversation, Archive and
+//! Unarchive, Delete and Undelete, and the purge of conversations past their undelete window.
+
+use chrono::DateTime;
+use messaging_platform::time::now;
+use messaging_platform::{ApiError, ApiResult, Caller, pagination};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{ConversationView, Conversations, new_participant, not_found, touch};
+use super::{ListRequest, NewConversation};
+use crate::domain::permissions::Action;
+use crate::domain::{self, ConversationEvent, Kind, Role};
+use crate::store::{self, ConversationKey, ConversationRow, ParticipantRow};
+
+impl Conversations {
+    /// CreateConversation.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: NewConversation,
+    ) -> ApiResult<(ConversationView, bool)> {
+        let tenant = caller.tenant_id.as_str();
+        let direct_key = match (new.kind, new.participants.first()) {
+            (Kind::Direct, Some((other, _))) => Some(domain::direct_key(&caller.user_id, other)),
+            _ => None,
+        };
+        if let Some(existing) = self
+            .find_existing(caller, &new, direct_key.as_deref())
+            .await?
+        {
+            return Ok((existing, false));
+        }
+        let max = usize::try_from(self.policy.max_participants).unwrap_or(usize::MAX);
+        if new.participants.len() + 1 > max {
+            return Err(ApiError::ResourceExhausted(format!(
+                "a conversation has at most {max} participants"
+            )));
+        }
+
+        let at = now();
+        let creator_role = if new.kind == Kind::Direct {
+            Role::Member
+        } else {
+            Role::Owner
+        };
+        let row = ConversationRow {
+            id: Uuid::now_v7(),
+            tenant_id: tenant.to_owned(),
+            kind: new.kind.as_str().to_owned(),
+            title: new.title.clone(),
+            description: new.description.clone(),
+            direct_key: direct_key.clone(),
+            create_request_id: new.request_id.clone(),
+            create_request_hash: new.request_id.as_ref().map(|_| new.fingerprint()),
+            creator_id: caller.user_id.clone(),
+            created_at: at,
+            updater_id: caller.user_id.clone(),
+            updated_at: at,
+            last_activity_at: at,
+            archived_at: None,
+            archiver_id: None,
+            deleted_at: None,
+            deleter_id: None,
+            participant_count: i32::try_from(new.participants.len() + 1).unwrap_or(i32::MAX),
+            version: 1,
+        };
+        let mut roles = vec![(caller.user_id.clone(), creator_role)];
+        for (user, role) in &new.participants {
+            let role = if new.kind == Kind::Direct {
+                Role::Member
+            } else {
+                *role
+            };
+            roles.push((user.clone(), role));
+        }
+        let participants: Vec<ParticipantRow> = roles
+            .iter()
+            .map(|(user, role)| new_participant(&row, user, *role, &caller.user_id, at))
+            .collect();
+
+        let result: Result<(), store::DbError> = async {
+            let transaction = self.db.begin().await?;
+            store::insert_conversation(&*transaction, row.clone()).await?;
+            store::insert_participants(&*transaction, participants.clone()).await?;
+            let details = json!({
+                "kind": row.kind,
+                "participants": new.participants.iter().map(|(user, _)| user).collect::<Vec<_>>(),
+            });
+            store::record_audit(
+                &*transaction,
+                &row,
+                &caller.user_id,
+                "conversation.created",
+                None,
+                details,
+                at,
+            )
+            .await?;
+            let first: Vec<(&str, Role)> = roles
+                .iter()
+                .map(|(user, role)| (user.as_str(), *role))
+                .collect();
+            let created = ConversationEvent::Created {
+                title: &row.title,
+                participants: first.clone(),
+            };
+            store::record_event(&*transaction, &row, &caller.user_id, at, &created).await?;
+            for (user, role) in first {
+                let added = ConversationEvent::ParticipantAdded { user, role };
+                store::record_event(&*transaction, &row, &caller.user_id, at, &added).await?;
+            }
+            transaction.commit().await?;
+            self.bus.committed();
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok((
+                ConversationView {
+                    row,
+                    caller_role: Some(creator_role),
+                    purge_time: None,
+                },
+                true,
+            )),
+            // A concurrent create with the same DIRECT pair or request id won the race.
+            Err(error) if store::is_unique_violation(&error) => self
+                .find_existing(caller, &new, direct_key.as_deref())
+                .await?
+                .map(|existing| (existing, false))
+                .ok_or_else(|| ApiError::internal(error)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn find_existing(
+        &self,
+        caller: &Caller,
+        new: &NewConversation,
+        direct_key: Option<&str>,
+    ) -> ApiResult<Option<ConversationView>> {
+        let tenant = caller.tenant_id.as_str();
+        let mut found = None;
+        if let Some(request_id) = &new.request_id {
+            let key = ConversationKey::Request {
+                creator: &caller.user_id,
+                request_id,
+            };
+            found = store::find_conversation_by(&*self.db, tenant, key).await?;
+            if let Some(row) = &found {
+                messaging_platform::idempotency::replay(
+                    row.create_request_hash.as_deref(),
+                    &new.fingerprint(),
+                    (),
+                )?;
+                if row.deleted_at.is_some() {
+                    return Err(ApiError::FailedPrecondition(
+                        "request_id was used for a conversation that has since been deleted"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        if found.is_none()
+            && let Some(direct_key) = direct_key
+        {
+            found =
+                store::find_conversation_by(&*self.db, tenant, ConversationKey::Direct(direct_key))
+                    .await?;
+        }
+        match found {
+            Some(row) => Ok(Some(
+                self.load_row(&*self.db, caller, row).await?.view(None)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// GetConversation.
+    pub async fn get(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
+        self.load(&*self.db, caller, id, false).await?.view(None)
+    }
+
+    /// ListConversations: a page of views and the next page token.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        request: &ListRequest,
+    ) -> ApiResult<(Vec<ConversationView>, String)> {
+        let filter = &request.filter;
+        let mut kinds: Vec<&str> = filter.kinds.iter().map(|kind| kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let fingerprint = pagination::fingerprint(&[
+            "conversations",
+            &kinds.join(","),
+            &format!("{:?}", filter.membership),
+            &format!("{:?}", filter.archived),
+        ]);
+        let after: Option<(i64, Uuid)> =
+            pagination::decode("page_token", &request.page_token, &fingerprint)?;
+        let after = match after {
+            Some((micros, id)) => Some((
+                DateTime::from_timestamp_micros(micros)
+                    .ok_or_else(|| ApiError::invalid("page_token", "is not a valid page token"))?,
+                id,
+            )),
+            None => None,
+        };
+        let rows = store::list_conversations(
+            &*self.db,
+            &caller.tenant_id,
+            &caller.user_id,
+            filter,
+            after,
+            request.page_size + 1,
+        )
+        .await?;
+        let (rows, next) = pagination::finish(rows, request.page_size, &fingerprint, |last| {
+            (last.last_activity_at.timestamp_micros(), last.id)
+        });
+        let roles = store::roles_of(
+            &*self.db,
+            &caller.tenant_id,
+            &caller.user_id,
+            rows.iter().map(|row| row.id).collect(),
+        )
+        .await?;
+        let views = rows
+            .into_iter()
+            .map(|row| {
+                let caller_role = roles
+                    .iter()
+                    .find(|participant| participant.conversation_id == row.id)
+                    .map(ParticipantRow::role)
+                    .transpose()?;
+                Ok(ConversationView {
+                    row,
+                    caller_role,
+                    purge_time: None,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok((views, next))
+    }
+
+    /// UpdateConversation: `None` leaves a field as it is.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        title: Option<&str>,
+        description: Option<String>,
+        etag: Option<&str>,
+    ) -> ApiResult<ConversationView> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        loaded.authorize(Action::Update)?;
+        if let Some(etag) = etag
+            && etag != loaded.row.version.to_string()
+        {
+            return Err(ApiError::Aborted(
+                "the conversation changed since it was read (etag mismatch)".to_owned(),
+            ));
+        }
+        if let Some(title) = title {
+            loaded.row.title = domain::title("conversation.title", title, loaded.kind)
+                .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
+        }
+        if let Some(description) = description {
+            loaded.row.description = description;
+        }
+        let at = now();
+        touch(&mut loaded.row, &caller.user_id, at);
+        let details = json!({"title": loaded.row.title, "description": loaded.row.description});
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "conversation.updated",
+            None,
+            details,
+            at,
+        )
+        .await?;
+        let event = ConversationEvent::Updated {
+            title: &loaded.row.title,
+            archived: loaded.row.archived_at.is_some(),
+        };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        loaded.view(None)
+    }
+
+    /// ArchiveConversation (`archive`) and UnarchiveConversation; a no-op when already so.
+    pub async fn set_archived(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        archive: bool,
+    ) -> ApiResult<ConversationView> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        loaded.authorize(Action::Archive)?;
+        if loaded.row.archived_at.is_some() == archive {
+            return loaded.view(None);
+        }
+        let at = now();
+        loaded.row.archived_at = archive.then_some(at);
+        loaded.row.archiver_id = archive.then(|| caller.user_id.clone());
+        touch(&mut loaded.row, &caller.user_id, at);
+        let action = if archive {
+            "conversation.archived"
+        } else {
+            "conversation.unarchived"
+        };
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            action,
+            None,
+            json!({}),
+            at,
+        )
+        .await?;
+        let event = ConversationEvent::Archived {
+            title: &loaded.row.title,
+            archived: loaded.row.archived_at.is_some(),
+        };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        loaded.view(None)
+    }
+
+    /// DeleteConversation: soft delete, restorable within the undelete window.
+    pub async fn delete(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        loaded.authorize(Action::Delete)?;
+        let at = now();
+        loaded.row.deleted_at = Some(at);
+        loaded.row.deleter_id = Some(caller.user_id.clone());
+        // Frees the pair, so the two users can start a new DIRECT conversation meanwhile.
+        loaded.row.direct_key = None;
+        touch(&mut loaded.row, &caller.user_id, at);
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "conversation.deleted",
+            None,
+            json!({}),
+            at,
+        )
+        .await?;
+        let event = ConversationEvent::Deleted {
+            title: &loaded.row.title,
+            archived: loaded.row.archived_at.is_some(),
+        };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        let purge_time = at + self.window();
+        loaded.view(Some(purge_time))
+    }
+
+    /// UndeleteConversation.
+    pub async fn undelete(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
+        let transaction = self.db.begin().await?;
+        let row = store::find_conversation(&*transaction, &caller.tenant_id, id, true)
+            .await?
+            .ok_or_else(not_found)?;
+        let at = now();
+        let deleted_at = row.deleted_at;
+        if deleted_at.is_some_and(|deleted_at| deleted_at + self.window() <= at) {
+            return Err(not_found());
+        }
+        let mut loaded = self.load_row(&*transaction, caller, row).await?;
+        if deleted_at.is_none() {
+            return Err(ApiError::FailedPrecondition(
+                "the conversation is not deleted".to_owned(),
+            ));
+        }
+        loaded.authorize(Action::Delete)?;
+        if loaded.kind == Kind::Direct {
+            let pair = store::participant_ids(&*transaction, &caller.tenant_id, id).await?;
+            if let [first, second] = pair.as_slice() {
+                loaded.row.direct_key = Some(domain::direct_key(first, second));
+            }
+        }
+        loaded.row.deleted_at = None;
+        loaded.row.deleter_id = None;
+        touch(&mut loaded.row, &caller.user_id, at);
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "conversation.undeleted",
+            None,
+            json!({}),
+            at,
+        )
+        .await?;
+        // Restored: announced as an update, the conversation being readable again.
+        let event = ConversationEvent::Updated {
+            title: &loaded.row.title,
+            archived: loaded.row.archived_at.is_some(),
+        };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        loaded.row = match store::save_conversation(&*transaction, loaded.row).await {
+            Err(error) if store::is_unique_violation(&error) => {
+                return Err(ApiError::FailedPrecondition(
+                    "a newer direct conversation between these users exists".to_owned(),
+                ));
+            }
+            other => other?,
+        };
+        transaction.commit().await?;
+        self.bus.committed();
+        loaded.view(None)
+    }
+
+    /// Purges conversations whose undelete window has passed; returns how many.
+    pub async fn purge_expired(&self) -> ApiResult<u64> {
+        Ok(store::purge_deleted(&*self.db, now() - self.window()).await?)
+    }
+}

@@ -1,0 +1,372 @@
+//! AddParticipants, RemoveParticipant, UpdateParticipantRole, ListParticipants,
+//! JoinConversation, LeaveConversation and TransferOwnership.
+
+use chrono::DateTime;
+use messaging_platform::time::now;
+use messaging_platform::{ApiError, ApiResult, Caller, pagination};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{ConversationView, Conversations, new_participant, touch};
+use crate::domain::permissions::{self, Action};
+use crate::domain::{ConversationEvent, Kind, Role};
+use crate::store::{self, ParticipantRow};
+
+impl Conversations {
+    /// AddParticipants: returns every requested user's participant row, in request order.
+    pub async fn add_participants(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        specs: Vec<(String, Role)>,
+    ) -> ApiResult<Vec<ParticipantRow>> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        loaded.authorize(Action::ManageParticipants)?;
+        let authority = loaded.authority.unwrap_or(Role::Viewer);
+        let at = now();
+        let mut result = Vec::with_capacity(specs.len());
+        let mut added = Vec::new();
+        for (user, role) in &specs {
+            match store::find_participant(&*transaction, &caller.tenant_id, id, user).await? {
+                Some(existing) => result.push(existing),
+                None => {
+                    if !permissions::may_manage(authority, None, Some(*role)) {
+                        return Err(ApiError::PermissionDenied(format!(
+                            "the {} role may not add participants as {}",
+                            authority.as_str(),
+                            role.as_str()
+                        )));
+                    }
+                    let row = new_participant(&loaded.row, user, *role, &caller.user_id, at);
+                    added.push(row.clone());
+                    result.push(row);
+                }
+            }
+        }
+        if added.is_empty() {
+            return Ok(result);
+        }
+        let total = i64::from(loaded.row.participant_count) + added.len() as i64;
+        if total > i64::from(self.policy.max_participants) {
+            return Err(ApiError::ResourceExhausted(format!(
+                "a conversation has at most {} participants",
+                self.policy.max_participants
+            )));
+        }
+        loaded.row.participant_count = i32::try_from(total).unwrap_or(i32::MAX);
+        touch(&mut loaded.row, &caller.user_id, at);
+        for row in &added {
+            store::record_audit(
+                &*transaction,
+                &loaded.row,
+                &caller.user_id,
+                "participant.added",
+                Some(&row.user_id),
+                json!({"role": row.role}),
+                at,
+            )
+            .await?;
+            let event = ConversationEvent::ParticipantAdded {
+                user: &row.user_id,
+                role: row.role()?,
+            };
+            store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        }
+        store::insert_participants(&*transaction, added).await?;
+        store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        Ok(result)
+    }
+
+    /// RemoveParticipant; removing oneself is LeaveConversation.
+    pub async fn remove_participant(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        user: &str,
+    ) -> ApiResult<ConversationView> {
+        if user == caller.user_id {
+            return self.leave(caller, id).await;
+        }
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        loaded.authorize(Action::ManageParticipants)?;
+        let target = store::find_participant(&*transaction, &caller.tenant_id, id, user)
+            .await?
+            .ok_or(ApiError::NotFound("participant"))?;
+        let authority = loaded.authority.unwrap_or(Role::Viewer);
+        if !permissions::may_manage(authority, Some(target.role()?), None) {
+            return Err(ApiError::PermissionDenied(format!(
+                "the {} role may not remove a participant with the {} role",
+                authority.as_str(),
+                target.role
+            )));
+        }
+        let at = now();
+        store::delete_participant(&*transaction, &target).await?;
+        loaded.row.participant_count -= 1;
+        touch(&mut loaded.row, &caller.user_id, at);
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "participant.removed",
+            Some(user),
+            json!({}),
+            at,
+        )
+        .await?;
+        let event = ConversationEvent::ParticipantRemoved { user };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        loaded.view(None)
+    }
+
+    /// UpdateParticipantRole (`role` is ADMIN, MEMBER or VIEWER).
+    pub async fn update_role(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        user: &str,
+        role: Role,
+    ) -> ApiResult<ParticipantRow> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        loaded.authorize(Action::ManageParticipants)?;
+        let target = store::find_participant(&*transaction, &caller.tenant_id, id, user)
+            .await?
+            .ok_or(ApiError::NotFound("participant"))?;
+        let current = target.role()?;
+        if current == role {
+            return Ok(target);
+        }
+        let authority = loaded.authority.unwrap_or(Role::Viewer);
+        if !permissions::may_manage(authority, Some(current), Some(role)) {
+            return Err(ApiError::PermissionDenied(format!(
+                "the {} role may not change a {} into a {}",
+                authority.as_str(),
+                current.as_str(),
+                role.as_str()
+            )));
+        }
+        let at = now();
+        let updated = store::set_role(&*transaction, &target, role, &caller.user_id, at).await?;
+        touch(&mut loaded.row, &caller.user_id, at);
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "participant.role_changed",
+            Some(user),
+            json!({"from": current.as_str(), "to": role.as_str()}),
+            at,
+        )
+        .await?;
+        let event = ConversationEvent::RoleChanged { user, role };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        Ok(updated)
+    }
+
+    /// ListParticipants: a page and the next page token.
+    pub async fn list_participants(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        roles: &[Role],
+        page_size: u64,
+        page_token: &str,
+    ) -> ApiResult<(Vec<ParticipantRow>, String)> {
+        let loaded = self.load(&*self.db, caller, id, false).await?;
+        let mut role_names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+        role_names.sort_unstable();
+        role_names.dedup();
+        let fingerprint =
+            pagination::fingerprint(&["participants", &id.to_string(), &role_names.join(",")]);
+        let after: Option<(i64, String)> =
+            pagination::decode("page_token", page_token, &fingerprint)?;
+        let after = match after {
+            Some((micros, user)) => Some((
+                DateTime::from_timestamp_micros(micros)
+                    .ok_or_else(|| ApiError::invalid("page_token", "is not a valid page token"))?,
+                user,
+            )),
+            None => None,
+        };
+        let rows = store::list_participants(
+            &*self.db,
+            &caller.tenant_id,
+            loaded.row.id,
+            roles,
+            after,
+            page_size + 1,
+        )
+        .await?;
+        let (rows, next) = pagination::finish(rows, page_size, &fingerprint, |last| {
+            (last.joined_at.timestamp_micros(), last.user_id.clone())
+        });
+        Ok((rows, next))
+    }
+
+    /// JoinConversation: channels only; idempotent.
+    pub async fn join(&self, caller: &Caller, id: Uuid) -> ApiResult<ParticipantRow> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        if let Some(participant) = loaded.participant {
+            return Ok(participant);
+        }
+        if loaded.kind != Kind::Channel {
+            return Err(ApiError::FailedPrecondition(
+                "only channels can be joined".to_owned(),
+            ));
+        }
+        if loaded.row.archived_at.is_some() {
+            return Err(ApiError::FailedPrecondition(
+                "the conversation is archived: unarchive it first".to_owned(),
+            ));
+        }
+        if loaded.row.participant_count
+            >= i32::try_from(self.policy.max_participants).unwrap_or(i32::MAX)
+        {
+            return Err(ApiError::ResourceExhausted(format!(
+                "a conversation has at most {} participants",
+                self.policy.max_participants
+            )));
+        }
+        let at = now();
+        let row = new_participant(
+            &loaded.row,
+            &caller.user_id,
+            Role::Member,
+            &caller.user_id,
+            at,
+        );
+        store::insert_participants(&*transaction, vec![row.clone()]).await?;
+        loaded.row.participant_count += 1;
+        touch(&mut loaded.row, &caller.user_id, at);
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "participant.joined",
+            Some(&caller.user_id),
+            json!({}),
+            at,
+        )
+        .await?;
+        let event = ConversationEvent::ParticipantAdded {
+            user: &caller.user_id,
+            role: Role::Member,
+        };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        Ok(row)
+    }
+
+    /// LeaveConversation: returns the conversation as it is after the caller left.
+    pub async fn leave(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        let participant = loaded
+            .participant
+            .clone()
+            .ok_or(ApiError::NotFound("participant"))?;
+        if loaded.kind == Kind::Direct {
+            return Err(ApiError::FailedPrecondition(
+                "direct conversations cannot be left: archive or delete it".to_owned(),
+            ));
+        }
+        if participant.role()? == Role::Owner {
+            return Err(ApiError::FailedPrecondition(
+                "the owner cannot leave: transfer ownership first (or delete the conversation)"
+                    .to_owned(),
+            ));
+        }
+        let at = now();
+        store::delete_participant(&*transaction, &participant).await?;
+        loaded.row.participant_count -= 1;
+        touch(&mut loaded.row, &caller.user_id, at);
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "participant.left",
+            Some(&caller.user_id),
+            json!({}),
+            at,
+        )
+        .await?;
+        let event = ConversationEvent::ParticipantRemoved {
+            user: &caller.user_id,
+        };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        loaded.participant = None;
+        loaded.view(None)
+    }
+
+    /// TransferOwnership: the new owner must participate; the old owner becomes ADMIN.
+    pub async fn transfer_ownership(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        new_owner: &str,
+    ) -> ApiResult<ConversationView> {
+        let transaction = self.db.begin().await?;
+        let mut loaded = self.load(&*transaction, caller, id, true).await?;
+        loaded.authorize(Action::TransferOwnership)?;
+        let target = store::find_participant(&*transaction, &caller.tenant_id, id, new_owner)
+            .await?
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition("the new owner must be a participant".to_owned())
+            })?;
+        if target.role()? == Role::Owner {
+            return loaded.view(None);
+        }
+        let at = now();
+        if let Some(owner) =
+            store::find_participant_with_role(&*transaction, &caller.tenant_id, id, Role::Owner)
+                .await?
+        {
+            store::set_role(&*transaction, &owner, Role::Admin, &caller.user_id, at).await?;
+            let event = ConversationEvent::RoleChanged {
+                user: &owner.user_id,
+                role: Role::Admin,
+            };
+            store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        }
+        store::set_role(&*transaction, &target, Role::Owner, &caller.user_id, at).await?;
+        let event = ConversationEvent::RoleChanged {
+            user: new_owner,
+            role: Role::Owner,
+        };
+        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+        touch(&mut loaded.row, &caller.user_id, at);
+        store::record_audit(
+            &*transaction,
+            &loaded.row,
+            &caller.user_id,
+            "conversation.ownership_transferred",
+            Some(new_owner),
+            json!({}),
+            at,
+        )
+        .await?;
+        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        loaded.participant =
+            store::find_participant(&*transaction, &caller.tenant_id, id, &caller.user_id).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        loaded.view(None)
+    }
+}

@@ -1,0 +1,58 @@
+//! What conversation-service tells the world: the events each change records in the outbox,
+//! in the change's transaction. message-service follows them (participants decide who sees
+//! what); their wire form is made at the storage edge (`crate::events`).
+
+use super::Role;
+
+/// One change to a conversation, borrowing what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationEvent<'a> {
+    /// Created, with its first participants (so that a stream can tell them the conversation
+    /// exists before their own `ParticipantAdded`).
+    Created {
+        /// The title.
+        title: &'a str,
+        /// Every first participant with its role, the creator included.
+        participants: Vec<(&'a str, Role)>,
+    },
+    /// Title or description changed, or restored after a delete.
+    Updated {
+        /// The title after.
+        title: &'a str,
+        /// Whether it is archived.
+        archived: bool,
+    },
+    /// Archived or unarchived.
+    Archived {
+        /// The title.
+        title: &'a str,
+        /// Whether it is archived now.
+        archived: bool,
+    },
+    /// Deleted (restorable within the undelete window).
+    Deleted {
+        /// The title.
+        title: &'a str,
+        /// Whether it was archived.
+        archived: bool,
+    },
+    /// A user became a participant.
+    ParticipantAdded {
+        /// The user.
+        user: &'a str,
+        /// Its role.
+        role: Role,
+    },
+    /// A participant left or was removed.
+    ParticipantRemoved {
+        /// The user.
+        user: &'a str,
+    },
+    /// A participant's role changed.
+    RoleChanged {
+        /// The user.
+        user: &'a str,
+        /// The new role.
+        role: Role,
+    },
+}

@@ -6,6 +6,7 @@
 //! isolation, and one outbox event per change (sealed when it carries content).
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use message_service::domain::{Content, Edit, Message, MessageFilter, NewMessage, Reaction};
@@ -15,10 +16,10 @@ use message_service::store::{
     SequenceRange, SqlStore, StoreError,
 };
 use messaging_e2e::{Backend, TestDatabase, backend_tests, test_encryption};
-use messaging_platform::ApiError;
 use messaging_platform::config::Mode;
 use messaging_platform::outbox::EventBus;
 use messaging_platform::outbox::entity::event;
+use messaging_platform::{ApiError, TenantId, UserId};
 use messaging_proto::message::v1 as pb;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use uuid::Uuid;
@@ -36,8 +37,12 @@ backend_tests!(
     every_change_records_one_event_sealed_when_it_carries_content,
 );
 
-const TENANT: &str = "acme";
-const OTHER: &str = "globex";
+static TENANT: LazyLock<TenantId> = LazyLock::new(|| TenantId::trusted("acme"));
+static OTHER: LazyLock<TenantId> = LazyLock::new(|| TenantId::trusted("globex"));
+
+fn user(name: &str) -> UserId {
+    UserId::trusted(name)
+}
 
 struct Fixture {
     store: SqlStore,
@@ -73,9 +78,9 @@ fn text(conversation: Uuid, body: &str) -> NewMessage {
     }
 }
 
-async fn send(store: &SqlStore, tenant: &str, sender: &str, new: &NewMessage) -> Message {
+async fn send(store: &SqlStore, tenant: &TenantId, sender: &str, new: &NewMessage) -> Message {
     match store
-        .send(tenant, sender, new, &new.fingerprint())
+        .send(tenant, &user(sender), new, &new.fingerprint())
         .await
         .expect("send")
     {
@@ -98,7 +103,7 @@ async fn sends_are_numbered_and_retries_return_the_first(backend: Backend) {
         let mut new = text(conversation, &format!("hello {index}"));
         new.mentions = vec!["bob".to_owned()];
         new.metadata.insert("k".to_owned(), format!("v{index}"));
-        sent.push(send(&store, TENANT, "alice", &new).await);
+        sent.push(send(&store, &TENANT, "alice", &new).await);
     }
     assert_eq!(
         sent.iter()
@@ -107,7 +112,7 @@ async fn sends_are_numbered_and_retries_return_the_first(backend: Backend) {
         [1, 2, 3]
     );
     let stored = store
-        .message(TENANT, conversation, sent[1].id)
+        .message(&TENANT, conversation, sent[1].id)
         .await
         .expect("read")
         .expect("found");
@@ -118,9 +123,9 @@ async fn sends_are_numbered_and_retries_return_the_first(backend: Backend) {
 
     let mut first = text(conversation, "once");
     first.request_id = Some("request-1".to_owned());
-    let original = send(&store, TENANT, "alice", &first).await;
+    let original = send(&store, &TENANT, "alice", &first).await;
     let retried = store
-        .send(TENANT, "alice", &first, &first.fingerprint())
+        .send(&TENANT, &user("alice"), &first, &first.fingerprint())
         .await
         .expect("retry");
     let Sent::Retried {
@@ -142,7 +147,7 @@ async fn sends_are_numbered_and_retries_return_the_first(backend: Backend) {
         ..other
     };
     match store
-        .send(TENANT, "alice", &reused, &reused.fingerprint())
+        .send(&TENANT, &user("alice"), &reused, &reused.fingerprint())
         .await
         .expect("reuse")
     {
@@ -154,18 +159,24 @@ async fn sends_are_numbered_and_retries_return_the_first(backend: Backend) {
         Sent::New(_) => panic!("a reused request id stored a second message"),
     }
     // The same request id from another sender is another request.
-    send(&store, TENANT, "bob", &first).await;
+    send(&store, &TENANT, "bob", &first).await;
 
     let ids: Vec<Uuid> = sent.iter().map(|message| message.id).collect();
-    assert_eq!(store.messages(TENANT, &ids).await.expect("by id").len(), 3);
+    assert_eq!(store.messages(&TENANT, &ids).await.expect("by id").len(), 3);
     assert!(
         store
-            .message(OTHER, conversation, sent[0].id)
+            .message(&OTHER, conversation, sent[0].id)
             .await
             .expect("read")
             .is_none()
     );
-    assert!(store.messages(OTHER, &ids).await.expect("by id").is_empty());
+    assert!(
+        store
+            .messages(&OTHER, &ids)
+            .await
+            .expect("by id")
+            .is_empty()
+    );
 }
 
 async fn replies_count_on_their_root_and_unknown_parents_are_refused(backend: Backend) {
@@ -173,13 +184,13 @@ async fn replies_count_on_their_root_and_unknown_parents_are_refused(backend: Ba
         store, _database, ..
     } = fixture(backend).await;
     let conversation = Uuid::now_v7();
-    let root = send(&store, TENANT, "alice", &text(conversation, "root")).await;
+    let root = send(&store, &TENANT, "alice", &text(conversation, "root")).await;
     let reply = |parent: Uuid, body: &str| NewMessage {
         parent: Some(parent),
         ..text(conversation, body)
     };
-    let first = send(&store, TENANT, "bob", &reply(root.id, "first")).await;
-    let second = send(&store, TENANT, "carol", &reply(first.id, "second")).await;
+    let first = send(&store, &TENANT, "bob", &reply(root.id, "first")).await;
+    let second = send(&store, &TENANT, "carol", &reply(first.id, "second")).await;
     assert_eq!(first.parent, Some(root.id));
     assert_eq!(
         second.parent,
@@ -187,7 +198,7 @@ async fn replies_count_on_their_root_and_unknown_parents_are_refused(backend: Ba
         "a reply to a reply joins the root"
     );
     let root_now = store
-        .message(TENANT, conversation, root.id)
+        .message(&TENANT, conversation, root.id)
         .await
         .expect("read")
         .expect("root");
@@ -205,19 +216,19 @@ async fn replies_count_on_their_root_and_unknown_parents_are_refused(backend: Ba
             ..text(Uuid::now_v7(), "lost")
         };
         let refused = store
-            .send(TENANT, "bob", &other_conversation, "x")
+            .send(&TENANT, &user("bob"), &other_conversation, "x")
             .await
             .expect_err("unknown parent");
         assert!(matches!(refused, StoreError::UnknownParent), "{refused:?}");
     }
 
     store
-        .delete(TENANT, conversation, first.id, "bob")
+        .delete(&TENANT, conversation, first.id, &user("bob"))
         .await
         .expect("delete")
         .expect("found");
     let root_now = store
-        .message(TENANT, conversation, root.id)
+        .message(&TENANT, conversation, root.id)
         .await
         .expect("read")
         .expect("root");
@@ -229,7 +240,7 @@ async fn edits_keep_revisions_and_rules_can_refuse(backend: Backend) {
         store, _database, ..
     } = fixture(backend).await;
     let conversation = Uuid::now_v7();
-    let sent = send(&store, TENANT, "alice", &text(conversation, "first draft")).await;
+    let sent = send(&store, &TENANT, "alice", &text(conversation, "first draft")).await;
     let edit = Edit {
         content: Some(Content::Text("second draft".to_owned())),
         mentions: Some(vec!["bob".to_owned()]),
@@ -237,7 +248,7 @@ async fn edits_keep_revisions_and_rules_can_refuse(backend: Backend) {
     };
     let rule = |current: &Message, at| edit.apply(current, "alice", at, None);
     let edited = store
-        .edit(TENANT, conversation, sent.id, "alice", &[], &rule)
+        .edit(&TENANT, conversation, sent.id, &user("alice"), &[], &rule)
         .await
         .expect("edit")
         .expect("found");
@@ -245,13 +256,13 @@ async fn edits_keep_revisions_and_rules_can_refuse(backend: Backend) {
     assert_eq!(edited.revision_count, 1);
     assert!(edited.edited_at.is_some());
     let stored = store
-        .message(TENANT, conversation, sent.id)
+        .message(&TENANT, conversation, sent.id)
         .await
         .expect("read")
         .expect("found");
     assert_eq!(stored, edited);
     let revisions = store
-        .revisions(TENANT, conversation, sent.id, 0, 10)
+        .revisions(&TENANT, conversation, sent.id, 0, 10)
         .await
         .expect("revisions");
     assert_eq!(revisions.len(), 1);
@@ -266,7 +277,7 @@ async fn edits_keep_revisions_and_rules_can_refuse(backend: Backend) {
         Err(ApiError::FailedPrecondition("no".to_owned()))
     };
     let refused = store
-        .edit(TENANT, conversation, sent.id, "alice", &[], &refuse)
+        .edit(&TENANT, conversation, sent.id, &user("alice"), &[], &refuse)
         .await
         .expect_err("refused");
     assert!(matches!(
@@ -274,15 +285,15 @@ async fn edits_keep_revisions_and_rules_can_refuse(backend: Backend) {
         StoreError::Rejected(ApiError::FailedPrecondition(_))
     ));
     let unchanged = store
-        .message(TENANT, conversation, sent.id)
+        .message(&TENANT, conversation, sent.id)
         .await
         .expect("read")
         .expect("found");
     assert_eq!(unchanged, edited, "a refused edit changes nothing");
-    for (tenant, id) in [(TENANT, Uuid::now_v7()), (OTHER, sent.id)] {
+    for (tenant, id) in [(&TENANT, Uuid::now_v7()), (&OTHER, sent.id)] {
         assert!(
             store
-                .edit(tenant, conversation, id, "alice", &[], &rule)
+                .edit(tenant, conversation, id, &user("alice"), &[], &rule)
                 .await
                 .expect("edit")
                 .is_none()
@@ -290,7 +301,7 @@ async fn edits_keep_revisions_and_rules_can_refuse(backend: Backend) {
     }
     assert!(
         store
-            .revisions(OTHER, conversation, sent.id, 0, 10)
+            .revisions(&OTHER, conversation, sent.id, 0, 10)
             .await
             .expect("revisions")
             .is_empty()
@@ -304,7 +315,7 @@ async fn deletes_leave_tombstones_once(backend: Backend) {
         _database,
     } = fixture(backend).await;
     let conversation = Uuid::now_v7();
-    let sent = send(&store, TENANT, "alice", &text(conversation, "secret")).await;
+    let sent = send(&store, &TENANT, "alice", &text(conversation, "secret")).await;
     let reaction = Reaction {
         conversation,
         message: sent.id,
@@ -312,16 +323,16 @@ async fn deletes_leave_tombstones_once(backend: Backend) {
         emoji: "👍".to_owned(),
         created_at: messaging_platform::time::now(),
     };
-    assert!(store.react(TENANT, &reaction, true).await.expect("react"));
+    assert!(store.react(&TENANT, &reaction, true).await.expect("react"));
     assert!(
         store
-            .delete(OTHER, conversation, sent.id, "alice")
+            .delete(&OTHER, conversation, sent.id, &user("alice"))
             .await
             .expect("delete")
             .is_none()
     );
     let tombstone = store
-        .delete(TENANT, conversation, sent.id, "alice")
+        .delete(&TENANT, conversation, sent.id, &user("alice"))
         .await
         .expect("delete")
         .expect("found");
@@ -333,13 +344,13 @@ async fn deletes_leave_tombstones_once(backend: Backend) {
         (1, "alice")
     );
     let summaries = store
-        .summaries(TENANT, &[sent.id], "bob")
+        .summaries(&TENANT, &[sent.id], &user("bob"))
         .await
         .expect("summaries");
     assert!(summaries.is_empty(), "deleting removes the reactions");
     let events_before = event_kinds(&db).await.len();
     let again = store
-        .delete(TENANT, conversation, sent.id, "alice")
+        .delete(&TENANT, conversation, sent.id, &user("alice"))
         .await
         .expect("delete")
         .expect("found");
@@ -360,7 +371,7 @@ async fn pages_walk_both_ways_with_filters(backend: Backend) {
         let sender = if index % 2 == 0 { "alice" } else { "bob" };
         send(
             &store,
-            TENANT,
+            &TENANT,
             sender,
             &text(conversation, &format!("m{index}")),
         )
@@ -372,7 +383,7 @@ async fn pages_walk_both_ways_with_filters(backend: Backend) {
     let all = MessageFilter::default();
     let newest = store
         .page(
-            TENANT,
+            &TENANT,
             conversation,
             &all,
             SequenceRange {
@@ -387,7 +398,7 @@ async fn pages_walk_both_ways_with_filters(backend: Backend) {
     assert_eq!(sequences(newest), [10, 9, 8]);
     let middle = store
         .page(
-            TENANT,
+            &TENANT,
             conversation,
             &all,
             SequenceRange {
@@ -410,13 +421,13 @@ async fn pages_walk_both_ways_with_filters(backend: Backend) {
         descending: false,
     };
     let alices = store
-        .page(TENANT, conversation, &alice, forward, 10)
+        .page(&TENANT, conversation, &alice, forward, 10)
         .await
         .expect("page");
     assert_eq!(sequences(alices), [2, 4, 6, 8, 10]);
     assert!(
         store
-            .page(OTHER, conversation, &all, forward, 10)
+            .page(&OTHER, conversation, &all, forward, 10)
             .await
             .expect("page")
             .is_empty()
@@ -428,7 +439,7 @@ async fn reactions_count_per_emoji_and_user(backend: Backend) {
         store, _database, ..
     } = fixture(backend).await;
     let conversation = Uuid::now_v7();
-    let sent = send(&store, TENANT, "alice", &text(conversation, "react to me")).await;
+    let sent = send(&store, &TENANT, "alice", &text(conversation, "react to me")).await;
     let at = messaging_platform::time::now();
     let reaction = |user: &str, emoji: &str, offset: u64| Reaction {
         conversation,
@@ -439,31 +450,31 @@ async fn reactions_count_per_emoji_and_user(backend: Backend) {
     };
     assert!(
         store
-            .react(TENANT, &reaction("bob", "👍", 0), true)
+            .react(&TENANT, &reaction("bob", "👍", 0), true)
             .await
             .expect("add")
     );
     assert!(
         !store
-            .react(TENANT, &reaction("bob", "👍", 1), true)
+            .react(&TENANT, &reaction("bob", "👍", 1), true)
             .await
             .expect("add"),
         "adding twice changes nothing"
     );
     assert!(
         store
-            .react(TENANT, &reaction("carol", "👍", 2), true)
+            .react(&TENANT, &reaction("carol", "👍", 2), true)
             .await
             .expect("add")
     );
     assert!(
         store
-            .react(TENANT, &reaction("carol", "🎉", 3), true)
+            .react(&TENANT, &reaction("carol", "🎉", 3), true)
             .await
             .expect("add")
     );
     let summaries = store
-        .summaries(TENANT, &[sent.id], "bob")
+        .summaries(&TENANT, &[sent.id], &user("bob"))
         .await
         .expect("summaries");
     let mine: Vec<(String, i64, bool)> = summaries[&sent.id]
@@ -475,7 +486,7 @@ async fn reactions_count_per_emoji_and_user(backend: Backend) {
         [("👍".to_owned(), 2, true), ("🎉".to_owned(), 1, false)]
     );
     let page = store
-        .reactions(TENANT, sent.id, None, None, 2)
+        .reactions(&TENANT, sent.id, None, None, 2)
         .await
         .expect("list");
     assert_eq!(
@@ -485,7 +496,7 @@ async fn reactions_count_per_emoji_and_user(backend: Backend) {
     let last = &page[1];
     let rest = store
         .reactions(
-            TENANT,
+            &TENANT,
             sent.id,
             None,
             Some((last.created_at, last.user.clone(), last.emoji.clone())),
@@ -497,26 +508,26 @@ async fn reactions_count_per_emoji_and_user(backend: Backend) {
     assert_eq!(rest[0].emoji, "🎉");
     assert!(
         store
-            .react(TENANT, &reaction("bob", "👍", 4), false)
+            .react(&TENANT, &reaction("bob", "👍", 4), false)
             .await
             .expect("remove")
     );
     assert!(
         !store
-            .react(TENANT, &reaction("bob", "👍", 5), false)
+            .react(&TENANT, &reaction("bob", "👍", 5), false)
             .await
             .expect("remove")
     );
     assert!(
         store
-            .summaries(OTHER, &[sent.id], "bob")
+            .summaries(&OTHER, &[sent.id], &user("bob"))
             .await
             .expect("summaries")
             .is_empty()
     );
     assert!(
         store
-            .reactions(OTHER, sent.id, None, None, 10)
+            .reactions(&OTHER, sent.id, None, None, 10)
             .await
             .expect("list")
             .is_empty()
@@ -535,18 +546,18 @@ async fn watermarks_move_forward_and_unread_counts_subtract(backend: Backend) {
         if index >= 4 {
             new.mentions = vec!["bob".to_owned()];
         }
-        ids.push(send(&store, TENANT, "alice", &new).await.id);
+        ids.push(send(&store, &TENANT, "alice", &new).await.id);
     }
-    send(&store, TENANT, "bob", &text(conversation, "mine")).await;
+    send(&store, &TENANT, "bob", &text(conversation, "mine")).await;
     // Sending moved bob's watermark to his own message (6): mark him back is impossible.
     let (state, moved) = store
-        .mark_read(TENANT, conversation, "bob", 2)
+        .mark_read(&TENANT, conversation, &user("bob"), 2)
         .await
         .expect("mark");
     assert!(!moved, "watermarks never move back");
     assert_eq!(state.last_read_sequence, 6);
     let (state, moved) = store
-        .mark_read(TENANT, conversation, "carol", 100)
+        .mark_read(&TENANT, conversation, &user("carol"), 100)
         .await
         .expect("mark");
     assert!(moved);
@@ -555,16 +566,16 @@ async fn watermarks_move_forward_and_unread_counts_subtract(backend: Backend) {
         "clamped to the latest sequence"
     );
     store
-        .delete(TENANT, conversation, ids[4], "alice")
+        .delete(&TENANT, conversation, ids[4], &user("alice"))
         .await
         .expect("delete");
     let (_, moved) = store
-        .mark_read(TENANT, conversation, "dave", 2)
+        .mark_read(&TENANT, conversation, &user("dave"), 2)
         .await
         .expect("mark");
     assert!(moved);
     let unread = store
-        .unread(TENANT, "dave", &[conversation, quiet])
+        .unread(&TENANT, &user("dave"), &[conversation, quiet])
         .await
         .expect("unread");
     let figures = unread[&conversation];
@@ -573,13 +584,13 @@ async fn watermarks_move_forward_and_unread_counts_subtract(backend: Backend) {
     // 3, 4 and bob's 6 (5 was deleted); of those, 4 mentions bob, not dave.
     assert_eq!((figures.unread, figures.mentions), (3, 0));
     let bob = store
-        .unread(TENANT, "bob", &[conversation])
+        .unread(&TENANT, &user("bob"), &[conversation])
         .await
         .expect("unread");
     assert_eq!(bob[&conversation].unread, 0);
     assert_eq!(unread[&quiet], Default::default());
     let readers: Vec<String> = store
-        .read_states(TENANT, conversation)
+        .read_states(&TENANT, conversation)
         .await
         .expect("states")
         .into_iter()
@@ -588,13 +599,13 @@ async fn watermarks_move_forward_and_unread_counts_subtract(backend: Backend) {
     assert_eq!(readers, ["alice", "bob", "carol", "dave"]);
     assert!(
         store
-            .read_states(OTHER, conversation)
+            .read_states(&OTHER, conversation)
             .await
             .expect("states")
             .is_empty()
     );
     let elsewhere = store
-        .unread(OTHER, "dave", &[conversation])
+        .unread(&OTHER, &user("dave"), &[conversation])
         .await
         .expect("unread");
     assert_eq!(elsewhere[&conversation], Default::default());
@@ -606,10 +617,10 @@ async fn search_needs_every_term_in_the_given_conversations(backend: Backend) {
     } = fixture(backend).await;
     let first = Uuid::now_v7();
     let second = Uuid::now_v7();
-    let both = send(&store, TENANT, "alice", &text(first, "Running foxes jump")).await;
-    send(&store, TENANT, "alice", &text(first, "foxes sleep")).await;
-    let elsewhere = send(&store, TENANT, "alice", &text(second, "the fox runs")).await;
-    send(&store, OTHER, "alice", &text(first, "running foxes")).await;
+    let both = send(&store, &TENANT, "alice", &text(first, "Running foxes jump")).await;
+    send(&store, &TENANT, "alice", &text(first, "foxes sleep")).await;
+    let elsewhere = send(&store, &TENANT, "alice", &text(second, "the fox runs")).await;
+    send(&store, &OTHER, "alice", &text(first, "running foxes")).await;
     let query = |terms: &[&str], conversations: Vec<Uuid>| SearchQuery {
         terms: terms
             .iter()
@@ -630,17 +641,21 @@ async fn search_needs_every_term_in_the_given_conversations(backend: Backend) {
     };
     let within = Duration::from_secs(10);
     let hits = store
-        .search(TENANT, &query(&["run", "fox"], vec![first, second]), within)
+        .search(
+            &TENANT,
+            &query(&["run", "fox"], vec![first, second]),
+            within,
+        )
         .await
         .expect("search");
     assert_eq!(found(hits), HashSet::from([both.id, elsewhere.id]));
     let hits = store
-        .search(TENANT, &query(&["run", "fox"], vec![second]), within)
+        .search(&TENANT, &query(&["run", "fox"], vec![second]), within)
         .await
         .expect("search");
     assert_eq!(found(hits), HashSet::from([elsewhere.id]));
     let hits = store
-        .search(OTHER, &query(&["jump"], vec![first, second]), within)
+        .search(&OTHER, &query(&["jump"], vec![first, second]), within)
         .await
         .expect("search");
     assert!(
@@ -648,11 +663,11 @@ async fn search_needs_every_term_in_the_given_conversations(backend: Backend) {
         "another tenant's index is not searched"
     );
     store
-        .delete(TENANT, first, both.id, "alice")
+        .delete(&TENANT, first, both.id, &user("alice"))
         .await
         .expect("delete");
     let hits = store
-        .search(TENANT, &query(&["jump"], vec![first]), within)
+        .search(&TENANT, &query(&["jump"], vec![first]), within)
         .await
         .expect("search");
     assert!(found(hits).is_empty(), "deleted messages leave the index");
@@ -685,7 +700,7 @@ async fn participants_come_from_the_projection(backend: Backend) {
     let events = vec![
         (
             participant_event(
-                TENANT,
+                &TENANT,
                 conversation,
                 Payload::ParticipantAdded(change("bob")),
             ),
@@ -693,7 +708,7 @@ async fn participants_come_from_the_projection(backend: Backend) {
         ),
         (
             participant_event(
-                TENANT,
+                &TENANT,
                 conversation,
                 Payload::ParticipantAdded(change("carol")),
             ),
@@ -701,7 +716,7 @@ async fn participants_come_from_the_projection(backend: Backend) {
         ),
         (
             participant_event(
-                TENANT,
+                &TENANT,
                 conversation,
                 Payload::ParticipantRemoved(change("carol")),
             ),
@@ -709,7 +724,7 @@ async fn participants_come_from_the_projection(backend: Backend) {
         ),
         (
             participant_event(
-                OTHER,
+                &OTHER,
                 conversation,
                 Payload::ParticipantAdded(change("dave")),
             ),
@@ -729,18 +744,18 @@ async fn participants_come_from_the_projection(backend: Backend) {
     .expect("copy");
     let users = ["bob", "carol", "dave", "erin"].map(str::to_owned);
     let among = store
-        .participants_among(TENANT, conversation, &users)
+        .participants_among(&TENANT, conversation, &users)
         .await
         .expect("participants");
     assert_eq!(among, HashSet::from(["bob".to_owned()]));
     let among = store
-        .participants_among(OTHER, conversation, &users)
+        .participants_among(&OTHER, conversation, &users)
         .await
         .expect("participants");
     assert_eq!(among, HashSet::from(["dave".to_owned()]));
     assert!(
         store
-            .participants_among(TENANT, conversation, &[])
+            .participants_among(&TENANT, conversation, &[])
             .await
             .expect("participants")
             .is_empty()
@@ -775,14 +790,14 @@ async fn every_change_records_one_event_sealed_when_it_carries_content(backend: 
         _database,
     } = fixture(backend).await;
     let conversation = Uuid::now_v7();
-    let sent = send(&store, TENANT, "alice", &text(conversation, "hello")).await;
+    let sent = send(&store, &TENANT, "alice", &text(conversation, "hello")).await;
     let edit = Edit {
         content: Some(Content::Text("hello again".to_owned())),
         ..Edit::default()
     };
     let rule = |current: &Message, at| edit.apply(current, "alice", at, None);
     store
-        .edit(TENANT, conversation, sent.id, "alice", &[], &rule)
+        .edit(&TENANT, conversation, sent.id, &user("alice"), &[], &rule)
         .await
         .expect("edit");
     let reaction = Reaction {
@@ -792,14 +807,17 @@ async fn every_change_records_one_event_sealed_when_it_carries_content(backend: 
         emoji: "👍".to_owned(),
         created_at: messaging_platform::time::now(),
     };
-    store.react(TENANT, &reaction, true).await.expect("add");
-    store.react(TENANT, &reaction, false).await.expect("remove");
+    store.react(&TENANT, &reaction, true).await.expect("add");
     store
-        .mark_read(TENANT, conversation, "bob", 1)
+        .react(&TENANT, &reaction, false)
+        .await
+        .expect("remove");
+    store
+        .mark_read(&TENANT, conversation, &user("bob"), 1)
         .await
         .expect("mark");
     store
-        .delete(TENANT, conversation, sent.id, "alice")
+        .delete(&TENANT, conversation, sent.id, &user("alice"))
         .await
         .expect("delete");
     let expected = [

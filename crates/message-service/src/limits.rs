@@ -107,8 +107,9 @@ impl LimitSettings {
 
 /// The write rate limiters of one set of quotas.
 struct WriteLimiters {
-    per_user: Option<DefaultKeyedRateLimiter<(String, String)>>,
-    per_tenant: Option<DefaultKeyedRateLimiter<String>>,
+    per_user:
+        Option<DefaultKeyedRateLimiter<(messaging_platform::TenantId, messaging_platform::UserId)>>,
+    per_tenant: Option<DefaultKeyedRateLimiter<messaging_platform::TenantId>>,
 }
 
 impl WriteLimiters {
@@ -202,7 +203,7 @@ impl Limits {
     pub fn check_write(&self, caller: &Caller) -> ApiResult<()> {
         let limiters = self
             .overridden
-            .get(&caller.tenant_id)
+            .get(caller.tenant_id.as_str())
             .unwrap_or(&self.defaults);
         if let Some(per_tenant) = &limiters.per_tenant {
             if per_tenant.len() > FORGET_ABOVE {
@@ -225,20 +226,24 @@ impl Limits {
 
     /// Counts an opening stream of `caller` until the permit is dropped, or refuses it.
     pub fn open_stream(self: &Arc<Self>, caller: &Caller) -> ApiResult<StreamPermit> {
-        let overrides = self.settings.tenants.get(&caller.tenant_id);
+        let overrides = self.settings.tenants.get(caller.tenant_id.as_str());
         let per_user = overrides
             .and_then(|limits| limits.streams_per_user)
             .unwrap_or(self.settings.streams_per_user);
         let per_tenant = overrides
             .and_then(|limits| limits.streams_per_tenant)
             .unwrap_or(self.settings.streams_per_tenant);
-        let user_key = (caller.tenant_id.clone(), caller.user_id.clone());
+        let user_key = (caller.tenant_id.to_string(), caller.user_id.to_string());
         let mut open = self
             .open
             .lock()
             .map_err(|_| ApiError::internal(anyhow::anyhow!("stream counter lock poisoned")))?;
         let user_count = open.by_user.get(&user_key).copied().unwrap_or(0);
-        let tenant_count = open.by_tenant.get(&caller.tenant_id).copied().unwrap_or(0);
+        let tenant_count = open
+            .by_tenant
+            .get(caller.tenant_id.as_str())
+            .copied()
+            .unwrap_or(0);
         if user_count >= per_user {
             return Err(ApiError::ResourceExhausted(format!(
                 "at most {per_user} open streams per user: close one first"
@@ -251,7 +256,7 @@ impl Limits {
         }
         open.by_user.insert(user_key.clone(), user_count + 1);
         open.by_tenant
-            .insert(caller.tenant_id.clone(), tenant_count + 1);
+            .insert(caller.tenant_id.to_string(), tenant_count + 1);
         Ok(StreamPermit {
             limits: Arc::clone(self),
             user: user_key,

@@ -106,9 +106,9 @@ pub struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The tenant every read and write is confined to.
-    pub tenant_id: String,
+    pub tenant_id: crate::TenantId,
     /// The acting user (for a service caller: the user it acts for).
-    pub user_id: String,
+    pub user_id: crate::UserId,
     /// A tenant administrator.
     pub is_admin: bool,
     /// Another backend service.
@@ -373,8 +373,8 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
         return Err(invalid("user", problem));
     }
     Ok(Caller {
-        tenant_id,
-        user_id,
+        tenant_id: crate::TenantId::trusted(tenant_id),
+        user_id: crate::UserId::trusted(user_id),
         is_admin,
         is_service,
     })

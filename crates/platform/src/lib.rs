@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod ids;
 pub mod migration;
 pub mod outbox;
 pub mod pagination;
@@ -18,3 +19,4 @@ pub mod validate;
 
 pub use auth::{Authenticator, Caller};
 pub use error::{ApiError, ApiResult, FieldViolations};
+pub use ids::{TenantId, UserId};

@@ -53,9 +53,9 @@ impl Conversations {
             direct_key: direct_key.clone(),
             create_request_id: new.request_id.clone(),
             create_request_hash: new.request_id.as_ref().map(|_| new.fingerprint()),
-            creator_id: caller.user_id.clone(),
+            creator_id: caller.user_id.to_string(),
             created_at: at,
-            updater_id: caller.user_id.clone(),
+            updater_id: caller.user_id.to_string(),
             updated_at: at,
             last_activity_at: at,
             archived_at: None,
@@ -65,7 +65,7 @@ impl Conversations {
             participant_count: i32::try_from(new.participants.len() + 1).unwrap_or(i32::MAX),
             version: 1,
         };
-        let mut roles = vec![(caller.user_id.clone(), creator_role)];
+        let mut roles = vec![(caller.user_id.to_string(), creator_role)];
         for (user, role) in &new.participants {
             let role = if new.kind == Kind::Direct {
                 Role::Member
@@ -310,7 +310,7 @@ impl Conversations {
         }
         let at = now();
         loaded.row.archived_at = archive.then_some(at);
-        loaded.row.archiver_id = archive.then(|| caller.user_id.clone());
+        loaded.row.archiver_id = archive.then(|| caller.user_id.to_string());
         touch(&mut loaded.row, &caller.user_id, at);
         let action = if archive {
             "conversation.archived"
@@ -345,7 +345,7 @@ impl Conversations {
         loaded.authorize(Action::Delete)?;
         let at = now();
         loaded.row.deleted_at = Some(at);
-        loaded.row.deleter_id = Some(caller.user_id.clone());
+        loaded.row.deleter_id = Some(caller.user_id.to_string());
         // Frees the pair, so the two users can start a new DIRECT conversation meanwhile.
         loaded.row.direct_key = None;
         touch(&mut loaded.row, &caller.user_id, at);

@@ -370,7 +370,7 @@ impl ConversationService for ConversationGrpc {
                     return Err(violations.into_error());
                 };
                 let spec = StreamSpec {
-                    tenant: (!caller.spans_every_tenant()).then(|| caller.tenant_id.clone()),
+                    tenant: (!caller.spans_every_tenant()).then(|| caller.tenant_id.to_string()),
                     resume,
                     heartbeat_interval: self.events.heartbeat_interval,
                     buffer: self.events.stream_buffer,
@@ -423,7 +423,7 @@ impl ConversationService for ConversationGrpc {
                 let mut violations = FieldViolations::new();
                 let id = violations.check(resource_id("conversation_id", &request.conversation_id));
                 let user = if request.user_id.is_empty() {
-                    Some(caller.user_id.clone())
+                    Some(caller.user_id.to_string())
                 } else {
                     violations.check(validate::principal_id("user_id", &request.user_id))
                 };

@@ -26,7 +26,7 @@ impl Messages {
                 .await?;
         }
         let window = self.policy.edit_window;
-        let editor = caller.user_id.as_str();
+        let editor = &caller.user_id;
         let rule = |current: &crate::domain::Message, at| edit.apply(current, editor, at, window);
         let edited = self
             .store
@@ -54,7 +54,7 @@ impl Messages {
         self.gate
             .require(caller, conversation, Action::Read)
             .await?;
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         let existing = self
             .store
             .message(tenant, conversation, id)
@@ -86,7 +86,7 @@ impl Messages {
         self.gate
             .require(caller, conversation, Action::Read)
             .await?;
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         let message = self
             .store
             .message(tenant, conversation, id)

@@ -24,7 +24,7 @@ impl Messages {
         self.gate
             .require(caller, conversation, Action::React)
             .await?;
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         let message = self
             .store
             .message(tenant, conversation, id)
@@ -38,7 +38,7 @@ impl Messages {
         let reaction = Reaction {
             conversation,
             message: id,
-            user: caller.user_id.clone(),
+            user: caller.user_id.to_string(),
             emoji: emoji.to_owned(),
             created_at: now(),
         };
@@ -59,7 +59,7 @@ impl Messages {
         self.gate
             .require(caller, conversation, Action::Read)
             .await?;
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         self.store
             .message(tenant, conversation, id)
             .await?

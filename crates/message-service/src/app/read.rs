@@ -117,7 +117,7 @@ impl Messages {
         ]);
         let cursor: Option<Cursor> =
             pagination::decode("page_token", &request.page_token, &fingerprint)?;
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         let size = request.page_size;
         let page = |range: SequenceRange, limit: u64| {
             self.store

@@ -104,7 +104,7 @@ impl Messages {
         let after: Option<(i64, Uuid)> =
             pagination::decode("page_token", &request.page_token, &fingerprint)?;
         let readable = self.readable(caller, request.conversations).await?;
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         let size = request.page_size;
         let within = request
             .time_left

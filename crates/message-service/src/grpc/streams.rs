@@ -176,7 +176,7 @@ impl Live {
             Some(conversations.into_iter().collect())
         };
         let spec = StreamSpec {
-            tenant: Some(caller.tenant_id.clone()),
+            tenant: Some(caller.tenant_id.to_string()),
             resume,
             heartbeat_interval: settings.heartbeat_interval,
             buffer: settings.buffer,
@@ -223,9 +223,9 @@ impl Live {
             .require(caller, conversation, Action::Post)
             .await?;
         let key = (
-            caller.tenant_id.clone(),
+            caller.tenant_id.to_string(),
             conversation,
-            caller.user_id.clone(),
+            caller.user_id.to_string(),
         );
         if self.typing_limiter.contains_key(&key) {
             return Err(ApiError::ResourceExhausted(
@@ -236,17 +236,17 @@ impl Live {
         let now = chrono::Utc::now();
         self.bus.publish(BusEvent {
             position: None,
-            tenant_id: caller.tenant_id.clone(),
+            tenant_id: caller.tenant_id.to_string(),
             conversation_id: conversation,
             event: pb::Event {
                 event_id: Uuid::now_v7().to_string(),
-                tenant_id: caller.tenant_id.clone(),
+                tenant_id: caller.tenant_id.to_string(),
                 conversation_id: conversation.to_string(),
-                actor_id: caller.user_id.clone(),
+                actor_id: caller.user_id.to_string(),
                 time: Some(messaging_platform::time::to_timestamp(now)),
                 position: String::new(),
                 payload: Some(pb::event::Payload::Typing(pb::Typing {
-                    user_id: caller.user_id.clone(),
+                    user_id: caller.user_id.to_string(),
                     parent_id: parent.map(|id| id.to_string()).unwrap_or_default(),
                 })),
             },

@@ -485,7 +485,7 @@ impl ConversationGate {
         limit: usize,
     ) -> ApiResult<Vec<Uuid>> {
         self.fence().await?;
-        let key = (caller.tenant_id.clone(), caller.user_id.clone());
+        let key = (caller.tenant_id.to_string(), caller.user_id.to_string());
         let generation = self
             .joined_generation
             .load(std::sync::atomic::Ordering::SeqCst);

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use messaging_platform::crypto::SearchKey;
 use messaging_platform::db::{begin_write, is_unique_violation};
 use messaging_platform::time::now;
+use messaging_platform::{TenantId, UserId};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
@@ -22,29 +23,32 @@ use crate::domain::{Message, MessageEvent, MessageFilter, NewMessage, Revision};
 impl MessageStore for SqlStore {
     async fn message(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
     ) -> StoreResult<Option<Message>> {
+        let tenant = tenant.as_str();
         match find_row(&self.db, tenant, conversation, id, false).await? {
             Some(row) => Ok(Some(message_from_row(&self.keys, &self.db, row).await?)),
             None => Ok(None),
         }
     }
 
-    async fn messages(&self, tenant: &str, ids: &[Uuid]) -> StoreResult<Vec<Message>> {
+    async fn messages(&self, tenant: &TenantId, ids: &[Uuid]) -> StoreResult<Vec<Message>> {
+        let tenant = tenant.as_str();
         let rows = rows_by_id(&self.db, tenant, ids).await?;
         messages_from_rows(&self.keys, &self.db, rows).await
     }
 
     async fn page(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         filter: &MessageFilter,
         range: SequenceRange,
         limit: u64,
     ) -> StoreResult<Vec<Message>> {
+        let tenant = tenant.as_str();
         let mut query = message::Entity::find()
             .filter(message::Column::TenantId.eq(tenant))
             .filter(message::Column::ConversationId.eq(conversation));
@@ -68,11 +72,13 @@ impl MessageStore for SqlStore {
 
     async fn send(
         &self,
-        tenant: &str,
-        sender: &str,
+        tenant: &TenantId,
+        sender: &UserId,
         new: &NewMessage,
         fingerprint: &str,
     ) -> StoreResult<Sent> {
+        let tenant = tenant.as_str();
+        let sender = sender.as_str();
         let search_key = self.keys.search(&self.db, tenant).await?;
         // A bare hash of a short text can be guessed; keyed, it cannot.
         let fingerprint = if self.keys.is_enabled() {
@@ -102,13 +108,15 @@ impl MessageStore for SqlStore {
 
     async fn edit(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
-        editor: &str,
+        editor: &UserId,
         search_tokens: &[Vec<u8>],
         rule: EditRule<'_>,
     ) -> StoreResult<Option<Message>> {
+        let tenant = tenant.as_str();
+        let editor = editor.as_str();
         let transaction = begin_write(&self.db).await?;
         let Some(row) = find_row(&transaction, tenant, conversation, id, true).await? else {
             return Ok(None);
@@ -151,11 +159,13 @@ impl MessageStore for SqlStore {
 
     async fn delete(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
-        actor: &str,
+        actor: &UserId,
     ) -> StoreResult<Option<Message>> {
+        let tenant = tenant.as_str();
+        let actor = actor.as_str();
         let transaction = begin_write(&self.db).await?;
         let Some(row) = find_row(&transaction, tenant, conversation, id, true).await? else {
             return Ok(None);
@@ -205,12 +215,13 @@ impl MessageStore for SqlStore {
 
     async fn revisions(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
         after: i32,
         limit: u64,
     ) -> StoreResult<Vec<Revision>> {
+        let tenant = tenant.as_str();
         let rows = revision::Entity::find()
             .filter(revision::Column::TenantId.eq(tenant))
             .filter(revision::Column::MessageId.eq(id))

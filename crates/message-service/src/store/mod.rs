@@ -23,8 +23,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messaging_platform::ApiError;
 use messaging_platform::config::DatabaseSettings;
+use messaging_platform::{ApiError, TenantId, UserId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use uuid::Uuid;
 
@@ -138,19 +138,19 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// A message of a conversation, deleted ones included.
     async fn message(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
     ) -> StoreResult<Option<Message>>;
 
     /// Messages of the tenant by id, in no particular order; unknown ids are left out.
-    async fn messages(&self, tenant: &str, ids: &[Uuid]) -> StoreResult<Vec<Message>>;
+    async fn messages(&self, tenant: &TenantId, ids: &[Uuid]) -> StoreResult<Vec<Message>>;
 
     /// One keyset page of a conversation: the cost depends on the page, not on the
     /// conversation's length.
     async fn page(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         filter: &MessageFilter,
         range: SequenceRange,
@@ -164,8 +164,8 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// [`NewMessage::fingerprint`]; it is stored keyed when encryption at rest is on.
     async fn send(
         &self,
-        tenant: &str,
-        sender: &str,
+        tenant: &TenantId,
+        sender: &UserId,
         new: &NewMessage,
         fingerprint: &str,
     ) -> StoreResult<Sent>;
@@ -176,10 +176,10 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// `Ok(None)` when there is no such message.
     async fn edit(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
-        editor: &str,
+        editor: &UserId,
         search_tokens: &[Vec<u8>],
         rule: EditRule<'_>,
     ) -> StoreResult<Option<Message>>;
@@ -189,16 +189,16 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// it is (no event). `Ok(None)` when there is no such message.
     async fn delete(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
-        actor: &str,
+        actor: &UserId,
     ) -> StoreResult<Option<Message>>;
 
     /// Earlier versions of a message after revision `after`, oldest first.
     async fn revisions(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         id: Uuid,
         after: i32,
@@ -211,22 +211,22 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
 pub trait ReactionStore: Send + Sync + std::fmt::Debug {
     /// Adds (`add`) or removes a reaction, recording its event when that changed anything;
     /// returns whether it did.
-    async fn react(&self, tenant: &str, reaction: &Reaction, add: bool) -> StoreResult<bool>;
+    async fn react(&self, tenant: &TenantId, reaction: &Reaction, add: bool) -> StoreResult<bool>;
 
     /// Per message of `ids`, its reactions by emoji in first-reaction order, with whether
     /// `user` is among each emoji's users. Messages without reactions are left out.
     async fn summaries(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         ids: &[Uuid],
-        user: &str,
+        user: &UserId,
     ) -> StoreResult<HashMap<Uuid, Vec<ReactionSummary>>>;
 
     /// A page of a message's reactions (of one emoji, if given) after the keyset position
     /// (time, user, emoji), oldest first.
     async fn reactions(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         message: Uuid,
         emoji: Option<&str>,
         after: Option<(DateTime<Utc>, String, String)>,
@@ -241,20 +241,24 @@ pub trait ReadStateStore: Send + Sync + std::fmt::Debug {
     /// the `ReadStateMoved` event when it moved; returns the state after and whether it moved.
     async fn mark_read(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
-        user: &str,
+        user: &UserId,
         up_to: i64,
     ) -> StoreResult<(ReadState, bool)>;
 
     /// Every read state of a conversation, by user.
-    async fn read_states(&self, tenant: &str, conversation: Uuid) -> StoreResult<Vec<ReadState>>;
+    async fn read_states(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+    ) -> StoreResult<Vec<ReadState>>;
 
     /// Unread figures of `user` for each of `conversations` (zeros for unknown ones).
     async fn unread(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         conversations: &[Uuid],
     ) -> StoreResult<HashMap<Uuid, Unread>>;
 }
@@ -266,7 +270,7 @@ pub trait SearchStore: Send + Sync + std::fmt::Debug {
     /// `within` passed first (the query is cancelled in the database too).
     async fn search(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         query: &SearchQuery,
         within: Duration,
     ) -> StoreResult<Option<Vec<SearchMatch>>>;
@@ -279,7 +283,7 @@ pub trait ParticipantStore: Send + Sync + std::fmt::Debug {
     /// follower applied.
     async fn participants_among(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
         users: &[String],
     ) -> StoreResult<HashSet<String>>;

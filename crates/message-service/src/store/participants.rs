@@ -119,10 +119,11 @@ impl messaging_platform::outbox::store::Projection for ParticipantProjection {
 impl super::ParticipantStore for super::SqlStore {
     async fn participants_among(
         &self,
-        tenant: &str,
+        tenant: &messaging_platform::TenantId,
         conversation: Uuid,
         users: &[String],
     ) -> super::StoreResult<HashSet<String>> {
+        let tenant = tenant.as_str();
         if users.is_empty() {
             return Ok(HashSet::new());
         }

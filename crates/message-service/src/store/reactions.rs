@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use messaging_platform::db::begin_write;
+use messaging_platform::{TenantId, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
@@ -27,7 +28,8 @@ struct ReactionCount {
 
 #[async_trait::async_trait]
 impl ReactionStore for SqlStore {
-    async fn react(&self, tenant: &str, reaction: &Reaction, add: bool) -> StoreResult<bool> {
+    async fn react(&self, tenant: &TenantId, reaction: &Reaction, add: bool) -> StoreResult<bool> {
+        let tenant = tenant.as_str();
         let transaction = begin_write(&self.db).await?;
         let changed = if add {
             let inserted = reaction::Entity::insert(reaction::ActiveModel::from(reaction_to_row(
@@ -72,10 +74,12 @@ impl ReactionStore for SqlStore {
 
     async fn summaries(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         ids: &[Uuid],
-        user: &str,
+        user: &UserId,
     ) -> StoreResult<HashMap<Uuid, Vec<ReactionSummary>>> {
+        let tenant = tenant.as_str();
+        let user = user.as_str();
         let mut by_message: HashMap<Uuid, Vec<ReactionSummary>> = HashMap::new();
         if ids.is_empty() {
             return Ok(by_message);
@@ -115,12 +119,13 @@ impl ReactionStore for SqlStore {
 
     async fn reactions(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         message: Uuid,
         emoji: Option<&str>,
         after: Option<(DateTime<Utc>, String, String)>,
         limit: u64,
     ) -> StoreResult<Vec<Reaction>> {
+        let tenant = tenant.as_str();
         let mut query = reaction::Entity::find()
             .filter(reaction::Column::TenantId.eq(tenant))
             .filter(reaction::Column::MessageId.eq(message));

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use messaging_platform::db::begin_write;
 use messaging_platform::time::now;
+use messaging_platform::{TenantId, UserId};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
@@ -24,11 +25,13 @@ type ReadStateRow = read_state::Model;
 impl ReadStateStore for SqlStore {
     async fn mark_read(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         conversation: Uuid,
-        user: &str,
+        user: &UserId,
         up_to: i64,
     ) -> StoreResult<(ReadState, bool)> {
+        let tenant = tenant.as_str();
+        let user = user.as_str();
         let transaction = begin_write(&self.db).await?;
         let last = last_sequence(&transaction, tenant, conversation).await?;
         let before = read_state(&transaction, tenant, conversation, user)
@@ -59,7 +62,12 @@ impl ReadStateStore for SqlStore {
         Ok((state, moved))
     }
 
-    async fn read_states(&self, tenant: &str, conversation: Uuid) -> StoreResult<Vec<ReadState>> {
+    async fn read_states(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+    ) -> StoreResult<Vec<ReadState>> {
+        let tenant = tenant.as_str();
         let rows = read_state::Entity::find()
             .filter(read_state::Column::TenantId.eq(tenant))
             .filter(read_state::Column::ConversationId.eq(conversation))
@@ -71,10 +79,12 @@ impl ReadStateStore for SqlStore {
 
     async fn unread(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         conversations: &[Uuid],
     ) -> StoreResult<HashMap<Uuid, Unread>> {
+        let tenant = tenant.as_str();
+        let user = user.as_str();
         Ok(unread_counts(&self.db, tenant, user, conversations).await?)
     }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use messaging_platform::TenantId;
 use messaging_platform::crypto::SearchKey;
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query};
 use sea_orm::{
@@ -49,10 +50,11 @@ struct KeyedQuery<'a> {
 impl SearchStore for SqlStore {
     async fn search(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         query: &SearchQuery,
         within: Duration,
     ) -> StoreResult<Option<Vec<SearchMatch>>> {
+        let tenant = tenant.as_str();
         let key = self.keys.search(&self.db, tenant).await?;
         let mut tokens: Vec<Vec<u8>> = query
             .terms

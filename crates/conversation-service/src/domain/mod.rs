@@ -3,6 +3,9 @@
 pub mod event;
 pub mod permissions;
 
+use std::collections::HashSet;
+
+use messaging_platform::FieldViolations;
 use tonic_types::FieldViolation;
 
 pub use event::ConversationEvent;
@@ -83,6 +86,53 @@ impl Role {
     }
 }
 
+/// The other participants of a new conversation or an AddParticipants call, from `parsed`
+/// (one entry per requested participant, `None` where its id or role did not parse): at most
+/// [`MAX_PARTICIPANTS_PER_CALL`] of `requested`, each user once, never the caller. Violations
+/// name `field[index].user_id`.
+pub fn other_participants(
+    violations: &mut FieldViolations,
+    field: &str,
+    caller: &str,
+    requested: usize,
+    parsed: Vec<Option<(String, Role)>>,
+) -> Vec<(String, Role)> {
+    if requested > MAX_PARTICIPANTS_PER_CALL {
+        violations.add(
+            field,
+            format!("at most {MAX_PARTICIPANTS_PER_CALL} per call"),
+        );
+        return Vec::new();
+    }
+    let mut seen = HashSet::new();
+    let mut others = Vec::with_capacity(parsed.len());
+    for (index, entry) in parsed.into_iter().enumerate() {
+        let Some((user, role)) = entry else {
+            continue;
+        };
+        let user_field = format!("{field}[{index}].user_id");
+        if user == caller {
+            violations.add(user_field, "must not be the caller");
+        } else if !seen.insert(user.clone()) {
+            violations.add(user_field, "duplicate user");
+        } else {
+            others.push((user, role));
+        }
+    }
+    others
+}
+
+/// A direct conversation is created with exactly one other participant.
+pub fn participant_count(field: &str, kind: Kind, others: usize) -> Result<(), FieldViolation> {
+    if kind == Kind::Direct && others != 1 {
+        return Err(FieldViolation::new(
+            field,
+            "a direct conversation needs exactly one other user",
+        ));
+    }
+    Ok(())
+}
+
 /// A validated title: trimmed, at most [`MAX_TITLE_CHARS`], required unless `kind` is DIRECT.
 pub fn title(field: &str, value: &str, kind: Kind) -> Result<String, FieldViolation> {
     let title = messaging_platform::validate::text(field, value, MAX_TITLE_CHARS)?;
@@ -131,5 +181,29 @@ mod tests {
         assert!(title("title", &"x".repeat(201), Kind::Group).is_err());
         assert!(title("title", &"é".repeat(200), Kind::Group).is_ok());
         assert!(title("title", "a\u{0}b", Kind::Group).is_err());
+    }
+
+    #[test]
+    fn other_participants_are_each_once_never_the_caller() {
+        let mut violations = FieldViolations::new();
+        let parsed = vec![
+            Some(("bob".to_owned(), Role::Member)),
+            Some(("alice".to_owned(), Role::Admin)),
+            None,
+            Some(("bob".to_owned(), Role::Viewer)),
+        ];
+        let others = other_participants(&mut violations, "participants", "alice", 4, parsed);
+        assert_eq!(others, [("bob".to_owned(), Role::Member)]);
+        let Err(messaging_platform::ApiError::InvalidArgument(found)) = violations.finish() else {
+            panic!("violations expected");
+        };
+        let fields: Vec<&str> = found.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(fields, ["participants[1].user_id", "participants[3].user_id"]);
+        let mut too_many = FieldViolations::new();
+        assert!(other_participants(&mut too_many, "p", "a", 101, Vec::new()).is_empty());
+        assert!(too_many.finish().is_err());
+        assert!(participant_count("participants", Kind::Direct, 2).is_err());
+        assert!(participant_count("participants", Kind::Direct, 1).is_ok());
+        assert!(participant_count("participants", Kind::Group, 0).is_ok());
     }
 }

@@ -1,8 +1,6 @@
 //! Requests as use-case inputs: every field checked, each problem reported as a field
 //! violation (all of a request's problems at once).
 
-use std::collections::HashSet;
-
 use messaging_platform::validate::{page_size, principal_id, resource_id};
 use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
 use messaging_proto::conversation::v1 as pb;
@@ -70,41 +68,32 @@ pub fn action_from_proto(field: &str, value: i32) -> Result<Action, FieldViolati
     }
 }
 
-/// Validates a list of participants to add: ids, roles, no duplicates, not the caller.
+/// Parses a list of participants to add (ids and roles); the rules on the list itself
+/// (size, repeats, the caller) are the domain's ([`domain::other_participants`]).
 pub fn participant_specs(
     violations: &mut FieldViolations,
     field: &str,
     specs: &[pb::ParticipantSpec],
     caller: &Caller,
 ) -> Vec<(String, Role)> {
-    if specs.len() > domain::MAX_PARTICIPANTS_PER_CALL {
-        violations.add(
-            field,
-            format!("at most {} per call", domain::MAX_PARTICIPANTS_PER_CALL),
-        );
-        return Vec::new();
-    }
-    let mut seen = HashSet::new();
-    let mut result = Vec::with_capacity(specs.len());
-    for (index, spec) in specs.iter().enumerate() {
-        let user_field = format!("{field}[{index}].user_id");
-        let user = violations.check(principal_id(&user_field, &spec.user_id));
+    let parsed = specs.iter().enumerate().map(|(index, spec)| {
+        let user = violations.check(principal_id(
+            &format!("{field}[{index}].user_id"),
+            &spec.user_id,
+        ));
         let role = violations.check(grantable_role(
             &format!("{field}[{index}].role"),
             spec.role,
             Some(Role::Member),
         ));
-        if let (Some(user), Some(role)) = (user, role) {
-            if user == caller.user_id {
-                violations.add(user_field, "must not be the caller");
-            } else if !seen.insert(user.clone()) {
-                violations.add(user_field, "duplicate user");
-            } else {
-                result.push((user, role));
-            }
-        }
-    }
-    result
+        user.zip(role)
+    });
+    let parsed: Vec<Option<(String, Role)>> = if specs.len() > domain::MAX_PARTICIPANTS_PER_CALL {
+        Vec::new()
+    } else {
+        parsed.collect()
+    };
+    domain::other_participants(violations, field, &caller.user_id, specs.len(), parsed)
 }
 
 /// A lone resource id.
@@ -128,11 +117,12 @@ pub fn new_conversation(
         &request.participants,
         caller,
     );
-    if kind == Some(Kind::Direct) && request.participants.len() != 1 {
-        violations.add(
+    if let Some(kind) = kind {
+        violations.check(domain::participant_count(
             "participants",
-            "a direct conversation needs exactly one other user",
-        );
+            kind,
+            request.participants.len(),
+        ));
     }
     let request_id = violations
         .check(messaging_platform::idempotency::parse_request_id(

@@ -1232,7 +1232,7 @@ async fn undelete_window_expiry_and_purge(backend: Backend) {
         .await
         .expect("connect");
     let app = conversation_service::app::Conversations::new(
-        conversation_service::store::Db::new(db.clone()),
+        std::sync::Arc::new(conversation_service::store::SqlStore::new(db.clone())),
         conversation_service::app::Policy {
             undelete_window: Duration::ZERO,
             max_participants: 10,
@@ -1242,11 +1242,11 @@ async fn undelete_window_expiry_and_purge(backend: Backend) {
     let purged = app.purge_expired().await.expect("purge");
     assert_eq!(purged, 1);
     let uuid = uuid::Uuid::parse_str(&id).expect("uuid");
-    let row = conversation_service::store::find_conversation(&db, TENANT, uuid, false)
+    let row = conversation_service::store::queries::find_conversation(&db, TENANT, uuid, false)
         .await
         .expect("find");
     assert!(row.is_none());
-    let participants = conversation_service::store::participant_ids(&db, TENANT, uuid)
+    let participants = conversation_service::store::queries::participant_ids(&db, TENANT, uuid)
         .await
         .expect("participants");
     assert!(participants.is_empty());

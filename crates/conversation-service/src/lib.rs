@@ -42,7 +42,7 @@ pub async fn run(
         database: Some(db.clone()),
     };
     let app = Conversations::new(
-        store::Db::new(db),
+        Arc::new(store::SqlStore::new(db.clone())),
         Policy {
             undelete_window: service.undelete_window,
             max_participants: service.max_participants,
@@ -55,7 +55,7 @@ pub async fn run(
         drain.closing.clone(),
     ));
     let grpc = ConversationServiceServer::with_interceptor(
-        grpc::ConversationGrpc::new(app, service.events.clone()),
+        grpc::ConversationGrpc::new(app, service.events.clone(), db.clone()),
         authenticator.interceptor(),
     );
     tracing::info!(address = %listener.local_addr()?, "conversation-service listening");

@@ -7,11 +7,12 @@ use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ConversationView, Conversations, new_participant, not_found, touch};
+use super::{ConversationView, Conversations, not_found};
 use super::{ListRequest, NewConversation};
 use crate::domain::permissions::Action;
 use crate::domain::{self, ConversationEvent, Kind, Role};
-use crate::store::{self, ConversationKey, ConversationRow, ParticipantRow};
+use crate::domain::{Conversation, Participant};
+use crate::store::{ConversationKey, StoreError};
 
 impl Conversations {
     /// CreateConversation.
@@ -20,7 +21,7 @@ impl Conversations {
         caller: &Caller,
         new: NewConversation,
     ) -> ApiResult<(ConversationView, bool)> {
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         let direct_key = match (new.kind, new.participants.first()) {
             (Kind::Direct, Some((other, _))) => Some(domain::direct_key(&caller.user_id, other)),
             _ => None,
@@ -44,10 +45,10 @@ impl Conversations {
         } else {
             Role::Owner
         };
-        let row = ConversationRow {
+        let row = Conversation {
             id: Uuid::now_v7(),
-            tenant_id: tenant.to_owned(),
-            kind: new.kind.as_str().to_owned(),
+            tenant_id: tenant.to_string(),
+            kind: new.kind,
             title: new.title.clone(),
             description: new.description.clone(),
             direct_key: direct_key.clone(),
@@ -74,29 +75,29 @@ impl Conversations {
             };
             roles.push((user.clone(), role));
         }
-        let participants: Vec<ParticipantRow> = roles
+        let participants: Vec<Participant> = roles
             .iter()
-            .map(|(user, role)| new_participant(&row, user, *role, &caller.user_id, at))
+            .map(|(user, role)| Participant::new(&row, user, *role, &caller.user_id, at))
             .collect();
 
-        let result: Result<(), store::DbError> = async {
-            let transaction = self.db.begin().await?;
-            store::insert_conversation(&*transaction, row.clone()).await?;
-            store::insert_participants(&*transaction, participants.clone()).await?;
+        let result: Result<(), StoreError> = async {
+            let transaction = self.store.begin().await?;
+            transaction.insert_conversation(&row).await?;
+            transaction.insert_participants(&participants).await?;
             let details = json!({
-                "kind": row.kind,
+                "kind": row.kind.as_str(),
                 "participants": new.participants.iter().map(|(user, _)| user).collect::<Vec<_>>(),
             });
-            store::record_audit(
-                &*transaction,
-                &row,
-                &caller.user_id,
-                "conversation.created",
-                None,
-                details,
-                at,
-            )
-            .await?;
+            transaction
+                .audit(
+                    &row,
+                    &caller.user_id,
+                    "conversation.created",
+                    None,
+                    details,
+                    at,
+                )
+                .await?;
             let first: Vec<(&str, Role)> = roles
                 .iter()
                 .map(|(user, role)| (user.as_str(), *role))
@@ -105,10 +106,12 @@ impl Conversations {
                 title: &row.title,
                 participants: first.clone(),
             };
-            store::record_event(&*transaction, &row, &caller.user_id, at, &created).await?;
+            transaction
+                .event(&row, &caller.user_id, at, &created)
+                .await?;
             for (user, role) in first {
                 let added = ConversationEvent::ParticipantAdded { user, role };
-                store::record_event(&*transaction, &row, &caller.user_id, at, &added).await?;
+                transaction.event(&row, &caller.user_id, at, &added).await?;
             }
             transaction.commit().await?;
             self.bus.committed();
@@ -125,7 +128,7 @@ impl Conversations {
                 true,
             )),
             // A concurrent create with the same DIRECT pair or request id won the race.
-            Err(error) if store::is_unique_violation(&error) => self
+            Err(StoreError::Conflict(error)) => self
                 .find_existing(caller, &new, direct_key.as_deref())
                 .await?
                 .map(|existing| (existing, false))
@@ -140,14 +143,14 @@ impl Conversations {
         new: &NewConversation,
         direct_key: Option<&str>,
     ) -> ApiResult<Option<ConversationView>> {
-        let tenant = caller.tenant_id.as_str();
+        let tenant = &caller.tenant_id;
         let mut found = None;
         if let Some(request_id) = &new.request_id {
             let key = ConversationKey::Request {
                 creator: &caller.user_id,
                 request_id,
             };
-            found = store::find_conversation_by(&*self.db, tenant, key).await?;
+            found = self.store.conversation_by(tenant, key).await?;
             if let Some(row) = &found {
                 messaging_platform::idempotency::replay(
                     row.create_request_hash.as_deref(),
@@ -165,13 +168,14 @@ impl Conversations {
         if found.is_none()
             && let Some(direct_key) = direct_key
         {
-            found =
-                store::find_conversation_by(&*self.db, tenant, ConversationKey::Direct(direct_key))
-                    .await?;
+            found = self
+                .store
+                .conversation_by(tenant, ConversationKey::Direct(direct_key))
+                .await?;
         }
         match found {
             Some(row) => Ok(Some(
-                self.load_row(&*self.db, caller, row).await?.view(None)?,
+                self.load_row(&*self.store, caller, row).await?.view(None)?,
             )),
             None => Ok(None),
         }
@@ -179,7 +183,7 @@ impl Conversations {
 
     /// GetConversation.
     pub async fn get(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
-        self.load(&*self.db, caller, id, false).await?.view(None)
+        self.load(&*self.store, caller, id, false).await?.view(None)
     }
 
     /// ListConversations: a page of views and the next page token.
@@ -208,33 +212,34 @@ impl Conversations {
             )),
             None => None,
         };
-        let rows = store::list_conversations(
-            &*self.db,
-            &caller.tenant_id,
-            &caller.user_id,
-            filter,
-            after,
-            request.page_size + 1,
-        )
-        .await?;
+        let rows = self
+            .store
+            .conversations(
+                &caller.tenant_id,
+                &caller.user_id,
+                filter,
+                after,
+                request.page_size + 1,
+            )
+            .await?;
         let (rows, next) = pagination::finish(rows, request.page_size, &fingerprint, |last| {
             (last.last_activity_at.timestamp_micros(), last.id)
         });
-        let roles = store::roles_of(
-            &*self.db,
-            &caller.tenant_id,
-            &caller.user_id,
-            rows.iter().map(|row| row.id).collect(),
-        )
-        .await?;
+        let roles = self
+            .store
+            .roles_of(
+                &caller.tenant_id,
+                &caller.user_id,
+                &rows.iter().map(|row| row.id).collect::<Vec<_>>(),
+            )
+            .await?;
         let views = rows
             .into_iter()
             .map(|row| {
                 let caller_role = roles
                     .iter()
                     .find(|participant| participant.conversation_id == row.id)
-                    .map(ParticipantRow::role)
-                    .transpose()?;
+                    .map(|participant| participant.role);
                 Ok(ConversationView {
                     row,
                     caller_role,
@@ -254,7 +259,7 @@ impl Conversations {
         description: Option<String>,
         etag: Option<&str>,
     ) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         loaded.authorize(Action::Update)?;
         if let Some(etag) = etag
@@ -272,24 +277,26 @@ impl Conversations {
             loaded.row.description = description;
         }
         let at = now();
-        touch(&mut loaded.row, &caller.user_id, at);
+        loaded.row.touch(&caller.user_id, at);
         let details = json!({"title": loaded.row.title, "description": loaded.row.description});
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "conversation.updated",
-            None,
-            details,
-            at,
-        )
-        .await?;
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "conversation.updated",
+                None,
+                details,
+                at,
+            )
+            .await?;
         let event = ConversationEvent::Updated {
             title: &loaded.row.title,
             archived: loaded.row.archived_at.is_some(),
         };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        loaded.row = transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         loaded.view(None)
@@ -302,7 +309,7 @@ impl Conversations {
         id: Uuid,
         archive: bool,
     ) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         loaded.authorize(Action::Archive)?;
         if loaded.row.archived_at.is_some() == archive {
@@ -311,28 +318,23 @@ impl Conversations {
         let at = now();
         loaded.row.archived_at = archive.then_some(at);
         loaded.row.archiver_id = archive.then(|| caller.user_id.to_string());
-        touch(&mut loaded.row, &caller.user_id, at);
+        loaded.row.touch(&caller.user_id, at);
         let action = if archive {
             "conversation.archived"
         } else {
             "conversation.unarchived"
         };
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            action,
-            None,
-            json!({}),
-            at,
-        )
-        .await?;
+        transaction
+            .audit(&loaded.row, &caller.user_id, action, None, json!({}), at)
+            .await?;
         let event = ConversationEvent::Archived {
             title: &loaded.row.title,
             archived: loaded.row.archived_at.is_some(),
         };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        loaded.row = transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         loaded.view(None)
@@ -340,7 +342,7 @@ impl Conversations {
 
     /// DeleteConversation: soft delete, restorable within the undelete window.
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         loaded.authorize(Action::Delete)?;
         let at = now();
@@ -348,23 +350,25 @@ impl Conversations {
         loaded.row.deleter_id = Some(caller.user_id.to_string());
         // Frees the pair, so the two users can start a new DIRECT conversation meanwhile.
         loaded.row.direct_key = None;
-        touch(&mut loaded.row, &caller.user_id, at);
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "conversation.deleted",
-            None,
-            json!({}),
-            at,
-        )
-        .await?;
+        loaded.row.touch(&caller.user_id, at);
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "conversation.deleted",
+                None,
+                json!({}),
+                at,
+            )
+            .await?;
         let event = ConversationEvent::Deleted {
             title: &loaded.row.title,
             archived: loaded.row.archived_at.is_some(),
         };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        loaded.row = transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         let purge_time = at + self.window();
@@ -373,8 +377,9 @@ impl Conversations {
 
     /// UndeleteConversation.
     pub async fn undelete(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
-        let row = store::find_conversation(&*transaction, &caller.tenant_id, id, true)
+        let transaction = self.store.begin().await?;
+        let row = transaction
+            .conversation(&caller.tenant_id, id, true)
             .await?
             .ok_or_else(not_found)?;
         let at = now();
@@ -390,32 +395,34 @@ impl Conversations {
         }
         loaded.authorize(Action::Delete)?;
         if loaded.kind == Kind::Direct {
-            let pair = store::participant_ids(&*transaction, &caller.tenant_id, id).await?;
+            let pair = transaction.participant_ids(&caller.tenant_id, id).await?;
             if let [first, second] = pair.as_slice() {
                 loaded.row.direct_key = Some(domain::direct_key(first, second));
             }
         }
         loaded.row.deleted_at = None;
         loaded.row.deleter_id = None;
-        touch(&mut loaded.row, &caller.user_id, at);
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "conversation.undeleted",
-            None,
-            json!({}),
-            at,
-        )
-        .await?;
+        loaded.row.touch(&caller.user_id, at);
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "conversation.undeleted",
+                None,
+                json!({}),
+                at,
+            )
+            .await?;
         // Restored: announced as an update, the conversation being readable again.
         let event = ConversationEvent::Updated {
             title: &loaded.row.title,
             archived: loaded.row.archived_at.is_some(),
         };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        loaded.row = match store::save_conversation(&*transaction, loaded.row).await {
-            Err(error) if store::is_unique_violation(&error) => {
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        loaded.row = match transaction.save_conversation(&loaded.row).await {
+            Err(StoreError::Conflict(_)) => {
                 return Err(ApiError::FailedPrecondition(
                     "a newer direct conversation between these users exists".to_owned(),
                 ));
@@ -429,6 +436,6 @@ impl Conversations {
 
     /// Purges conversations whose undelete window has passed; returns how many.
     pub async fn purge_expired(&self) -> ApiResult<u64> {
-        Ok(store::purge_deleted(&*self.db, now() - self.window()).await?)
+        Ok(self.store.purge_deleted(now() - self.window()).await?)
     }
 }

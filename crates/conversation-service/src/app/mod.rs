@@ -2,13 +2,14 @@
 //! (create, read, list, update, archive, delete, undelete, purge), `participants` (add,
 //! remove, roles, join, leave, transfer ownership) and `permission` (CheckPermission and the
 //! event head other services fence on). Each loads what it needs inside one transaction
-//! (`crate::store::Tx`), applies the rules of [`crate::domain`], writes the change with its
+//! (`crate::store::ConversationTx`), applies the rules of [`crate::domain`], writes the change with its
 //! audit row and its event, and commits. Inputs arrive validated from the gRPC adapter.
 
 mod lifecycle;
 mod participants;
 mod permission;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,8 +18,9 @@ use messaging_platform::{ApiError, ApiResult, Caller};
 use uuid::Uuid;
 
 use crate::domain::permissions::{self, Action, Denial};
+use crate::domain::{Conversation, Participant};
 use crate::domain::{Kind, Role};
-use crate::store::{self, ConversationFilter, ConversationRow, ParticipantRow};
+use crate::store::{ConversationFilter, ConversationReads, ConversationStore};
 
 /// Limits and windows the use cases enforce.
 #[derive(Debug, Clone)]
@@ -33,7 +35,7 @@ pub struct Policy {
 #[derive(Debug, Clone)]
 pub struct ConversationView {
     /// The stored row.
-    pub row: ConversationRow,
+    pub row: Conversation,
     /// The caller's role, if a participant.
     pub caller_role: Option<Role>,
     /// For deleted conversations: when they will be purged.
@@ -101,7 +103,7 @@ pub struct PermissionAnswer {
 /// The conversation use cases over one database.
 #[derive(Debug, Clone)]
 pub struct Conversations {
-    db: store::Db,
+    store: Arc<dyn ConversationStore>,
     policy: Policy,
     bus: EventBus,
 }
@@ -109,18 +111,17 @@ pub struct Conversations {
 /// A conversation loaded for a caller: the row, the caller's participation and the authority
 /// the caller acts with (a tenant administrator acts as an owner).
 struct Loaded {
-    row: ConversationRow,
+    row: Conversation,
     kind: Kind,
-    participant: Option<ParticipantRow>,
+    participant: Option<Participant>,
     authority: Option<Role>,
 }
 
 impl Loaded {
-    fn caller_role(&self) -> ApiResult<Option<Role>> {
+    fn caller_role(&self) -> Option<Role> {
         self.participant
             .as_ref()
-            .map(ParticipantRow::role)
-            .transpose()
+            .map(|participant| participant.role)
     }
 
     fn authorize(&self, action: Action) -> ApiResult<()> {
@@ -147,7 +148,7 @@ impl Loaded {
     }
 
     fn view(self, purge_time: Option<DateTime<Utc>>) -> ApiResult<ConversationView> {
-        let caller_role = self.caller_role()?;
+        let caller_role = self.caller_role();
         Ok(ConversationView {
             row: self.row,
             caller_role,
@@ -160,42 +161,10 @@ fn not_found() -> ApiError {
     ApiError::NotFound("conversation")
 }
 
-/// Marks a row as changed by `actor` at `at` (new etag, newest activity).
-fn touch(row: &mut ConversationRow, actor: &str, at: DateTime<Utc>) {
-    row.updater_id = actor.to_owned();
-    row.updated_at = at;
-    row.last_activity_at = at;
-    row.version += 1;
-}
-
-fn new_participant(
-    row: &ConversationRow,
-    user: &str,
-    role: Role,
-    inviter: &str,
-    at: DateTime<Utc>,
-) -> ParticipantRow {
-    ParticipantRow {
-        tenant_id: row.tenant_id.clone(),
-        conversation_id: row.id,
-        user_id: user.to_owned(),
-        role: role.as_str().to_owned(),
-        joined_at: at,
-        inviter_id: inviter.to_owned(),
-        role_updated_at: at,
-        role_updater_id: inviter.to_owned(),
-    }
-}
-
 impl Conversations {
-    /// The use cases over `db` with `policy`.
-    pub fn new(db: store::Db, policy: Policy, bus: EventBus) -> Self {
-        Self { db, policy, bus }
-    }
-
-    /// The database, for event streams.
-    pub fn db(&self) -> &store::Db {
-        &self.db
+    /// The use cases over `store` with `policy`, waking `bus`'s relay after each change.
+    pub fn new(store: Arc<dyn ConversationStore>, policy: Policy, bus: EventBus) -> Self {
+        Self { store, policy, bus }
     }
 
     /// The in-process event bus.
@@ -208,30 +177,32 @@ impl Conversations {
     }
 
     /// Loads a live conversation visible to the caller, or NOT_FOUND.
-    async fn load<C: store::Connection>(
+    async fn load(
         &self,
-        connection: &C,
+        connection: &dyn ConversationReads,
         caller: &Caller,
         id: Uuid,
         lock: bool,
     ) -> ApiResult<Loaded> {
-        let row = store::find_conversation(connection, &caller.tenant_id, id, lock)
+        let row = connection
+            .conversation(&caller.tenant_id, id, lock)
             .await?
             .filter(|row| row.deleted_at.is_none())
             .ok_or_else(not_found)?;
         self.load_row(connection, caller, row).await
     }
 
-    async fn load_row<C: store::Connection>(
+    async fn load_row(
         &self,
-        connection: &C,
+        connection: &dyn ConversationReads,
         caller: &Caller,
-        row: ConversationRow,
+        row: Conversation,
     ) -> ApiResult<Loaded> {
-        let kind = row.kind()?;
-        let participant =
-            store::find_participant(connection, &caller.tenant_id, row.id, &caller.user_id).await?;
-        let role = participant.as_ref().map(ParticipantRow::role).transpose()?;
+        let kind = row.kind;
+        let participant = connection
+            .participant(&caller.tenant_id, row.id, &caller.user_id)
+            .await?;
+        let role = participant.as_ref().map(|participant| participant.role);
         let visible = role.is_some() || kind == Kind::Channel || caller.is_admin;
         if !visible {
             return Err(not_found());

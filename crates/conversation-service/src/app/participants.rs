@@ -7,10 +7,10 @@ use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ConversationView, Conversations, new_participant, touch};
+use super::{ConversationView, Conversations};
+use crate::domain::Participant;
 use crate::domain::permissions::{self, Action};
 use crate::domain::{ConversationEvent, Kind, Role};
-use crate::store::{self, ParticipantRow};
 
 impl Conversations {
     /// AddParticipants: returns every requested user's participant row, in request order.
@@ -19,8 +19,8 @@ impl Conversations {
         caller: &Caller,
         id: Uuid,
         specs: Vec<(String, Role)>,
-    ) -> ApiResult<Vec<ParticipantRow>> {
-        let transaction = self.db.begin().await?;
+    ) -> ApiResult<Vec<Participant>> {
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         loaded.authorize(Action::ManageParticipants)?;
         let authority = loaded.authority.unwrap_or(Role::Viewer);
@@ -28,7 +28,7 @@ impl Conversations {
         let mut result = Vec::with_capacity(specs.len());
         let mut added = Vec::new();
         for (user, role) in &specs {
-            match store::find_participant(&*transaction, &caller.tenant_id, id, user).await? {
+            match transaction.participant(&caller.tenant_id, id, user).await? {
                 Some(existing) => result.push(existing),
                 None => {
                     if !permissions::may_manage(authority, None, Some(*role)) {
@@ -38,7 +38,7 @@ impl Conversations {
                             role.as_str()
                         )));
                     }
-                    let row = new_participant(&loaded.row, user, *role, &caller.user_id, at);
+                    let row = Participant::new(&loaded.row, user, *role, &caller.user_id, at);
                     added.push(row.clone());
                     result.push(row);
                 }
@@ -55,26 +55,28 @@ impl Conversations {
             )));
         }
         loaded.row.participant_count = i32::try_from(total).unwrap_or(i32::MAX);
-        touch(&mut loaded.row, &caller.user_id, at);
+        loaded.row.touch(&caller.user_id, at);
         for row in &added {
-            store::record_audit(
-                &*transaction,
-                &loaded.row,
-                &caller.user_id,
-                "participant.added",
-                Some(&row.user_id),
-                json!({"role": row.role}),
-                at,
-            )
-            .await?;
+            transaction
+                .audit(
+                    &loaded.row,
+                    &caller.user_id,
+                    "participant.added",
+                    Some(&row.user_id),
+                    json!({"role": row.role.as_str()}),
+                    at,
+                )
+                .await?;
             let event = ConversationEvent::ParticipantAdded {
                 user: &row.user_id,
-                role: row.role()?,
+                role: row.role,
             };
-            store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+            transaction
+                .event(&loaded.row, &caller.user_id, at, &event)
+                .await?;
         }
-        store::insert_participants(&*transaction, added).await?;
-        store::save_conversation(&*transaction, loaded.row).await?;
+        transaction.insert_participants(&added).await?;
+        transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         Ok(result)
@@ -90,37 +92,40 @@ impl Conversations {
         if user == caller.user_id {
             return self.leave(caller, id).await;
         }
-        let transaction = self.db.begin().await?;
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         loaded.authorize(Action::ManageParticipants)?;
-        let target = store::find_participant(&*transaction, &caller.tenant_id, id, user)
+        let target = transaction
+            .participant(&caller.tenant_id, id, user)
             .await?
             .ok_or(ApiError::NotFound("participant"))?;
         let authority = loaded.authority.unwrap_or(Role::Viewer);
-        if !permissions::may_manage(authority, Some(target.role()?), None) {
+        if !permissions::may_manage(authority, Some(target.role), None) {
             return Err(ApiError::PermissionDenied(format!(
                 "the {} role may not remove a participant with the {} role",
                 authority.as_str(),
-                target.role
+                target.role.as_str()
             )));
         }
         let at = now();
-        store::delete_participant(&*transaction, &target).await?;
+        transaction.delete_participant(&target).await?;
         loaded.row.participant_count -= 1;
-        touch(&mut loaded.row, &caller.user_id, at);
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "participant.removed",
-            Some(user),
-            json!({}),
-            at,
-        )
-        .await?;
+        loaded.row.touch(&caller.user_id, at);
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "participant.removed",
+                Some(user),
+                json!({}),
+                at,
+            )
+            .await?;
         let event = ConversationEvent::ParticipantRemoved { user };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        loaded.row = transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         loaded.view(None)
@@ -133,14 +138,15 @@ impl Conversations {
         id: Uuid,
         user: &str,
         role: Role,
-    ) -> ApiResult<ParticipantRow> {
-        let transaction = self.db.begin().await?;
+    ) -> ApiResult<Participant> {
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         loaded.authorize(Action::ManageParticipants)?;
-        let target = store::find_participant(&*transaction, &caller.tenant_id, id, user)
+        let target = transaction
+            .participant(&caller.tenant_id, id, user)
             .await?
             .ok_or(ApiError::NotFound("participant"))?;
-        let current = target.role()?;
+        let current = target.role;
         if current == role {
             return Ok(target);
         }
@@ -154,21 +160,25 @@ impl Conversations {
             )));
         }
         let at = now();
-        let updated = store::set_role(&*transaction, &target, role, &caller.user_id, at).await?;
-        touch(&mut loaded.row, &caller.user_id, at);
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "participant.role_changed",
-            Some(user),
-            json!({"from": current.as_str(), "to": role.as_str()}),
-            at,
-        )
-        .await?;
+        let updated = transaction
+            .set_role(&target, role, &caller.user_id, at)
+            .await?;
+        loaded.row.touch(&caller.user_id, at);
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "participant.role_changed",
+                Some(user),
+                json!({"from": current.as_str(), "to": role.as_str()}),
+                at,
+            )
+            .await?;
         let event = ConversationEvent::RoleChanged { user, role };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        store::save_conversation(&*transaction, loaded.row).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         Ok(updated)
@@ -182,8 +192,8 @@ impl Conversations {
         roles: &[Role],
         page_size: u64,
         page_token: &str,
-    ) -> ApiResult<(Vec<ParticipantRow>, String)> {
-        let loaded = self.load(&*self.db, caller, id, false).await?;
+    ) -> ApiResult<(Vec<Participant>, String)> {
+        let loaded = self.load(&*self.store, caller, id, false).await?;
         let mut role_names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
         role_names.sort_unstable();
         role_names.dedup();
@@ -199,15 +209,16 @@ impl Conversations {
             )),
             None => None,
         };
-        let rows = store::list_participants(
-            &*self.db,
-            &caller.tenant_id,
-            loaded.row.id,
-            roles,
-            after,
-            page_size + 1,
-        )
-        .await?;
+        let rows = self
+            .store
+            .participants(
+                &caller.tenant_id,
+                loaded.row.id,
+                roles,
+                after,
+                page_size + 1,
+            )
+            .await?;
         let (rows, next) = pagination::finish(rows, page_size, &fingerprint, |last| {
             (last.joined_at.timestamp_micros(), last.user_id.clone())
         });
@@ -215,8 +226,8 @@ impl Conversations {
     }
 
     /// JoinConversation: channels only; idempotent.
-    pub async fn join(&self, caller: &Caller, id: Uuid) -> ApiResult<ParticipantRow> {
-        let transaction = self.db.begin().await?;
+    pub async fn join(&self, caller: &Caller, id: Uuid) -> ApiResult<Participant> {
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         if let Some(participant) = loaded.participant {
             return Ok(participant);
@@ -240,32 +251,36 @@ impl Conversations {
             )));
         }
         let at = now();
-        let row = new_participant(
+        let row = Participant::new(
             &loaded.row,
             &caller.user_id,
             Role::Member,
             &caller.user_id,
             at,
         );
-        store::insert_participants(&*transaction, vec![row.clone()]).await?;
+        transaction
+            .insert_participants(std::slice::from_ref(&row))
+            .await?;
         loaded.row.participant_count += 1;
-        touch(&mut loaded.row, &caller.user_id, at);
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "participant.joined",
-            Some(&caller.user_id),
-            json!({}),
-            at,
-        )
-        .await?;
+        loaded.row.touch(&caller.user_id, at);
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "participant.joined",
+                Some(&caller.user_id),
+                json!({}),
+                at,
+            )
+            .await?;
         let event = ConversationEvent::ParticipantAdded {
             user: &caller.user_id,
             role: Role::Member,
         };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        store::save_conversation(&*transaction, loaded.row).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         Ok(row)
@@ -273,7 +288,7 @@ impl Conversations {
 
     /// LeaveConversation: returns the conversation as it is after the caller left.
     pub async fn leave(&self, caller: &Caller, id: Uuid) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         let participant = loaded
             .participant
@@ -284,31 +299,33 @@ impl Conversations {
                 "direct conversations cannot be left: archive or delete it".to_owned(),
             ));
         }
-        if participant.role()? == Role::Owner {
+        if participant.role == Role::Owner {
             return Err(ApiError::FailedPrecondition(
                 "the owner cannot leave: transfer ownership first (or delete the conversation)"
                     .to_owned(),
             ));
         }
         let at = now();
-        store::delete_participant(&*transaction, &participant).await?;
+        transaction.delete_participant(&participant).await?;
         loaded.row.participant_count -= 1;
-        touch(&mut loaded.row, &caller.user_id, at);
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "participant.left",
-            Some(&caller.user_id),
-            json!({}),
-            at,
-        )
-        .await?;
+        loaded.row.touch(&caller.user_id, at);
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "participant.left",
+                Some(&caller.user_id),
+                json!({}),
+                at,
+            )
+            .await?;
         let event = ConversationEvent::ParticipantRemoved {
             user: &caller.user_id,
         };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        loaded.row = transaction.save_conversation(&loaded.row).await?;
         transaction.commit().await?;
         self.bus.committed();
         loaded.participant = None;
@@ -322,49 +339,59 @@ impl Conversations {
         id: Uuid,
         new_owner: &str,
     ) -> ApiResult<ConversationView> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.store.begin().await?;
         let mut loaded = self.load(&*transaction, caller, id, true).await?;
         loaded.authorize(Action::TransferOwnership)?;
-        let target = store::find_participant(&*transaction, &caller.tenant_id, id, new_owner)
+        let target = transaction
+            .participant(&caller.tenant_id, id, new_owner)
             .await?
             .ok_or_else(|| {
                 ApiError::FailedPrecondition("the new owner must be a participant".to_owned())
             })?;
-        if target.role()? == Role::Owner {
+        if target.role == Role::Owner {
             return loaded.view(None);
         }
         let at = now();
-        if let Some(owner) =
-            store::find_participant_with_role(&*transaction, &caller.tenant_id, id, Role::Owner)
-                .await?
+        if let Some(owner) = transaction
+            .participant_with_role(&caller.tenant_id, id, Role::Owner)
+            .await?
         {
-            store::set_role(&*transaction, &owner, Role::Admin, &caller.user_id, at).await?;
+            transaction
+                .set_role(&owner, Role::Admin, &caller.user_id, at)
+                .await?;
             let event = ConversationEvent::RoleChanged {
                 user: &owner.user_id,
                 role: Role::Admin,
             };
-            store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
+            transaction
+                .event(&loaded.row, &caller.user_id, at, &event)
+                .await?;
         }
-        store::set_role(&*transaction, &target, Role::Owner, &caller.user_id, at).await?;
+        transaction
+            .set_role(&target, Role::Owner, &caller.user_id, at)
+            .await?;
         let event = ConversationEvent::RoleChanged {
             user: new_owner,
             role: Role::Owner,
         };
-        store::record_event(&*transaction, &loaded.row, &caller.user_id, at, &event).await?;
-        touch(&mut loaded.row, &caller.user_id, at);
-        store::record_audit(
-            &*transaction,
-            &loaded.row,
-            &caller.user_id,
-            "conversation.ownership_transferred",
-            Some(new_owner),
-            json!({}),
-            at,
-        )
-        .await?;
-        loaded.row = store::save_conversation(&*transaction, loaded.row).await?;
-        loaded.participant =
-            store::find_participant(&*transaction, &caller.tenant_id, id, &caller.user_id).await?;
+        transaction
+            .event(&loaded.row, &caller.user_id, at, &event)
+            .await?;
+        loaded.row.touch(&caller.user_id, at);
+        transaction
+            .audit(
+                &loaded.row,
+                &caller.user_id,
+                "conversation.ownership_transferred",
+                Some(new_owner),
+                json!({}),
+                at,
+            )
+            .await?;
+        loaded.row = transaction.save_conversation(&loaded.row).await?;
+        loaded.participant = transaction
+            .participant(&caller.tenant_id, id, &caller.user_id)
+            .await?;
         transaction.commit().await?;
         self.bus.committed();
         loaded.view(None)

@@ -8,7 +8,6 @@ use super::PermissionAnswer;
 use super::{Conversations, not_found};
 use crate::domain::permissions::{self, Action};
 use crate::domain::{Kind, Role};
-use crate::store;
 
 impl Conversations {
     /// CheckPermission for `user` (the caller itself unless the caller is a service).
@@ -33,15 +32,18 @@ impl Conversations {
         } else {
             caller.is_admin
         };
-        let row = store::find_conversation(&*self.db, &caller.tenant_id, id, false)
+        let row = self
+            .store
+            .conversation(&caller.tenant_id, id, false)
             .await?
             .filter(|row| row.deleted_at.is_none())
             .ok_or_else(not_found)?;
-        let kind = row.kind()?;
-        let role = store::find_participant(&*self.db, &caller.tenant_id, id, user)
+        let kind = row.kind;
+        let role = self
+            .store
+            .participant(&caller.tenant_id, id, user)
             .await?
-            .map(|participant| participant.role())
-            .transpose()?;
+            .map(|participant| participant.role);
         if !caller.is_service && role.is_none() && kind != Kind::Channel && !user_is_admin {
             return Err(not_found());
         }
@@ -70,7 +72,7 @@ impl Conversations {
                 "only callers with the service role may read the event head".to_owned(),
             ));
         }
-        let (head, stamped) = store::event_head(&self.db).await?;
+        let (head, stamped) = self.store.event_head().await?;
         if stamped {
             self.bus.committed();
         }

@@ -1,5 +1,6 @@
 //! Conversation rules with no I/O: kinds, roles, the permission matrix and validated inputs.
 
+pub mod conversation;
 pub mod event;
 pub mod permissions;
 
@@ -8,6 +9,7 @@ use std::collections::HashSet;
 use messaging_platform::FieldViolations;
 use tonic_types::FieldViolation;
 
+pub use conversation::{Conversation, Participant};
 pub use event::ConversationEvent;
 pub use permissions::{Action, Denial};
 
@@ -197,8 +199,14 @@ mod tests {
         let Err(messaging_platform::ApiError::InvalidArgument(found)) = violations.finish() else {
             panic!("violations expected");
         };
-        let fields: Vec<&str> = found.iter().map(|violation| violation.field.as_str()).collect();
-        assert_eq!(fields, ["participants[1].user_id", "participants[3].user_id"]);
+        let fields: Vec<&str> = found
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            ["participants[1].user_id", "participants[3].user_id"]
+        );
         let mut too_many = FieldViolations::new();
         assert!(other_participants(&mut too_many, "p", "a", 101, Vec::new()).is_empty());
         assert!(too_many.finish().is_err());

@@ -24,12 +24,14 @@ use response::{
 pub struct ConversationGrpc {
     app: Conversations,
     events: EventSettings,
+    /// The outbox WatchEvents streams read.
+    db: sea_orm::DatabaseConnection,
 }
 
 impl ConversationGrpc {
-    /// The adapter over `app`; `events` tunes WatchEvents streams.
-    pub fn new(app: Conversations, events: EventSettings) -> Self {
-        Self { app, events }
+    /// The adapter over `app`; `events` tunes WatchEvents streams, which read `db`.
+    pub fn new(app: Conversations, events: EventSettings, db: sea_orm::DatabaseConnection) -> Self {
+        Self { app, events, db }
     }
 }
 
@@ -376,7 +378,7 @@ impl ConversationService for ConversationGrpc {
                     buffer: self.events.stream_buffer,
                     resume_field: "after_position",
                 };
-                stream::open(self.app.db(), self.app.bus(), spec, AdmitAll, |item| {
+                stream::open(&self.db, self.app.bus(), spec, AdmitAll, |item| {
                     use pb::watch_events_response::Item as Out;
                     let item = match item {
                         Item::Event(event) => Out::Event(*event),

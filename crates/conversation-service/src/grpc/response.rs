@@ -4,8 +4,8 @@ use messaging_platform::ApiResult;
 use messaging_proto::conversation::v1 as pb;
 
 use crate::app::ConversationView;
+use crate::domain::Participant;
 use crate::domain::{Denial, Kind, Role};
-use crate::store::ParticipantRow;
 
 /// A kind as the proto enum.
 pub fn kind_to_proto(kind: Kind) -> pb::ConversationType {
@@ -47,7 +47,7 @@ pub fn conversation_to_proto(view: ConversationView) -> ApiResult<pb::Conversati
     Ok(pb::Conversation {
         conversation_id: row.id.to_string(),
         tenant_id: row.tenant_id.clone(),
-        r#type: kind_to_proto(row.kind()?).into(),
+        r#type: kind_to_proto(row.kind).into(),
         title: row.title,
         description: row.description,
         creator_id: row.creator_id,
@@ -67,11 +67,11 @@ pub fn conversation_to_proto(view: ConversationView) -> ApiResult<pb::Conversati
 }
 
 /// A participant.
-pub fn participant_to_proto(row: ParticipantRow) -> ApiResult<pb::Participant> {
+pub fn participant_to_proto(row: Participant) -> ApiResult<pb::Participant> {
     use messaging_platform::time::to_timestamp;
     Ok(pb::Participant {
         conversation_id: row.conversation_id.to_string(),
-        role: role_to_proto(Some(row.role()?)).into(),
+        role: role_to_proto(Some(row.role)).into(),
         user_id: row.user_id,
         join_time: Some(to_timestamp(row.joined_at)),
         inviter_id: row.inviter_id,

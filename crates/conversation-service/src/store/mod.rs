@@ -1,27 +1,26 @@
-//! Persistence: SeaORM queries over this service's own tables, the same code for SQLite and
-//! PostgreSQL. Every function takes the tenant and filters on it; functions are generic over the
-//! connection so the application layer composes them inside one transaction.
+//! Persistence of conversation-service, in its own schema (`conversation`) or SQLite file. The
+//! use cases see the store traits ([`ConversationStore`], and [`ConversationTx`] for one
+//! change's transaction, both [`ConversationReads`]) speaking domain types; [`SqlStore`]
+//! implements them with the SeaORM queries of `queries`, the same for both backends. Rows
+//! become domain values in `rows`; database errors become a [`StoreError`] once.
 //!
-//! The use cases (`crate::app`) compose these functions inside one transaction each; the
-//! connection types come from here (`Db`, `Tx`), so the use cases never name SeaORM.
+//! Every query filters by tenant. Each change writes its audit row and its event (see
+//! `messaging_platform::outbox`) in its own transaction.
 
 pub mod entity;
 pub mod migration;
+pub mod queries;
+mod rows;
 
 use chrono::{DateTime, Utc};
-use messaging_platform::ApiError;
 use messaging_platform::config::DatabaseSettings;
-use sea_orm::sea_query::Query;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use messaging_platform::{ApiError, TenantId, UserId};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
-use crate::domain::{Kind, Role};
+use crate::domain::{Conversation, ConversationEvent, Kind, Participant, Role};
 pub use entity::conversation::Model as ConversationRow;
 pub use entity::participant::Model as ParticipantRow;
-use entity::{audit_log, conversation, participant};
 
 /// The default PostgreSQL schema of this service.
 pub const DEFAULT_SCHEMA: &str = "conversation";
@@ -32,110 +31,41 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
         .await
 }
 
-pub use messaging_platform::db::is_unique_violation;
-pub use sea_orm::DbErr as DbError;
-
-/// What the store's functions run on: the database ([`Db`]) or a transaction ([`Tx`]).
-pub trait Connection: ConnectionTrait {}
-
-impl<T: ConnectionTrait> Connection for T {}
-
-/// The database: reads outside a transaction, and the start of each change.
-#[derive(Debug, Clone)]
-pub struct Db(DatabaseConnection);
-
-impl Db {
-    /// The store over `connection`.
-    pub fn new(connection: DatabaseConnection) -> Self {
-        Self(connection)
-    }
-
-    /// Begins one change (on SQLite, with the write lock taken at once).
-    pub async fn begin(&self) -> Result<Tx, DbErr> {
-        Ok(Tx(messaging_platform::db::begin_write(&self.0).await?))
-    }
+/// Why a store call failed, in terms the use cases act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (a DIRECT pair, a request id): another change won the race.
+    #[error("a unique key is taken: {0}")]
+    Conflict(DbErr),
+    /// A stored value this code did not write (an unknown kind or role).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The database failed (unreachable ones become UNAVAILABLE).
+    #[error(transparent)]
+    Database(DbErr),
 }
 
-impl std::ops::Deref for Db {
-    type Target = DatabaseConnection;
-
-    fn deref(&self) -> &DatabaseConnection {
-        &self.0
-    }
-}
-
-/// One change's transaction; dropped without [`Tx::commit`], it rolls back.
-#[derive(Debug)]
-pub struct Tx(sea_orm::DatabaseTransaction);
-
-impl Tx {
-    /// Commits the change.
-    pub async fn commit(self) -> Result<(), DbErr> {
-        self.0.commit().await
-    }
-}
-
-impl std::ops::Deref for Tx {
-    type Target = sea_orm::DatabaseTransaction;
-
-    fn deref(&self) -> &sea_orm::DatabaseTransaction {
-        &self.0
-    }
-}
-
-impl ConversationRow {
-    /// The kind; a value this code did not write is a data fault.
-    pub fn kind(&self) -> Result<Kind, ApiError> {
-        Kind::parse(&self.kind)
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored kind {:?}", self.kind)))
-    }
-}
-
-impl ParticipantRow {
-    /// The role; a value this code did not write is a data fault.
-    pub fn role(&self) -> Result<Role, ApiError> {
-        Role::parse(&self.role)
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored role {:?}", self.role)))
-    }
-}
-
-/// A conversation by id, deleted or not; `lock` takes a row lock (PostgreSQL) for the rest of
-/// the transaction, so concurrent changes to one conversation apply one after the other.
-pub async fn find_conversation<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    id: Uuid,
-    lock: bool,
-) -> Result<Option<ConversationRow>, DbErr> {
-    let mut query = conversation::Entity::find()
-        .filter(conversation::Column::TenantId.eq(tenant))
-        .filter(conversation::Column::Id.eq(id));
-    if lock {
-        query = query.lock_exclusive();
-    }
-    query.one(connection).await
-}
-
-/// A live (not deleted) conversation by one of its unique keys.
-pub async fn find_conversation_by<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    key: ConversationKey<'_>,
-) -> Result<Option<ConversationRow>, DbErr> {
-    let query = conversation::Entity::find().filter(conversation::Column::TenantId.eq(tenant));
-    let query = match key {
-        ConversationKey::Direct(direct_key) => {
-            query.filter(conversation::Column::DirectKey.eq(direct_key))
+impl From<DbErr> for StoreError {
+    fn from(error: DbErr) -> Self {
+        if messaging_platform::db::is_unique_violation(&error) {
+            Self::Conflict(error)
+        } else {
+            Self::Database(error)
         }
-        ConversationKey::Request {
-            creator,
-            request_id,
-        } => query
-            .filter(conversation::Column::CreatorId.eq(creator))
-            .filter(conversation::Column::CreateRequestId.eq(request_id)),
-    };
-    query.one(connection).await
+    }
 }
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(error) | StoreError::Database(error) => error.into(),
+            StoreError::Corrupt(detail) => ApiError::internal(anyhow::anyhow!(detail)),
+        }
+    }
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A unique key of a conversation other than its id.
 #[derive(Debug, Clone, Copy)]
@@ -152,182 +82,6 @@ pub enum ConversationKey<'a> {
 }
 
 /// Inserts a new conversation row.
-pub async fn insert_conversation<C: ConnectionTrait>(
-    connection: &C,
-    row: ConversationRow,
-) -> Result<(), DbErr> {
-    conversation::Entity::insert(conversation::ActiveModel::from(row))
-        .exec_without_returning(connection)
-        .await?;
-    Ok(())
-}
-
-/// Writes every field of a conversation row.
-pub async fn save_conversation<C: ConnectionTrait>(
-    connection: &C,
-    row: ConversationRow,
-) -> Result<ConversationRow, DbErr> {
-    let tenant = row.tenant_id.clone();
-    let id = row.id;
-    let mut active = conversation::ActiveModel::from(row);
-    active = active.reset_all();
-    conversation::Entity::update_many()
-        .set(active)
-        .filter(conversation::Column::TenantId.eq(tenant.as_str()))
-        .filter(conversation::Column::Id.eq(id))
-        .exec(connection)
-        .await?;
-    find_conversation(connection, &tenant, id, false)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("conversation vanished during update".to_owned()))
-}
-
-/// A participant, if the user participates.
-pub async fn find_participant<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    conversation_id: Uuid,
-    user: &str,
-) -> Result<Option<ParticipantRow>, DbErr> {
-    participant::Entity::find()
-        .filter(participant::Column::TenantId.eq(tenant))
-        .filter(participant::Column::ConversationId.eq(conversation_id))
-        .filter(participant::Column::UserId.eq(user))
-        .one(connection)
-        .await
-}
-
-/// The participant holding `role` (for the OWNER: at most one).
-pub async fn find_participant_with_role<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    conversation_id: Uuid,
-    role: Role,
-) -> Result<Option<ParticipantRow>, DbErr> {
-    participant::Entity::find()
-        .filter(participant::Column::TenantId.eq(tenant))
-        .filter(participant::Column::ConversationId.eq(conversation_id))
-        .filter(participant::Column::Role.eq(role.as_str()))
-        .one(connection)
-        .await
-}
-
-/// Inserts participant rows.
-pub async fn insert_participants<C: ConnectionTrait>(
-    connection: &C,
-    rows: Vec<ParticipantRow>,
-) -> Result<(), DbErr> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    participant::Entity::insert_many(rows.into_iter().map(participant::ActiveModel::from))
-        .exec_without_returning(connection)
-        .await?;
-    Ok(())
-}
-
-/// Changes a participant's role.
-pub async fn set_role<C: ConnectionTrait>(
-    connection: &C,
-    row: &ParticipantRow,
-    role: Role,
-    updater: &str,
-    at: DateTime<Utc>,
-) -> Result<ParticipantRow, DbErr> {
-    let mut active = participant::ActiveModel::from(row.clone());
-    active.role = Set(role.as_str().to_owned());
-    active.role_updated_at = Set(at);
-    active.role_updater_id = Set(updater.to_owned());
-    active.update(connection).await
-}
-
-/// Removes a participant.
-pub async fn delete_participant<C: ConnectionTrait>(
-    connection: &C,
-    row: &ParticipantRow,
-) -> Result<(), DbErr> {
-    participant::Entity::delete_many()
-        .filter(participant::Column::TenantId.eq(row.tenant_id.as_str()))
-        .filter(participant::Column::ConversationId.eq(row.conversation_id))
-        .filter(participant::Column::UserId.eq(row.user_id.as_str()))
-        .exec(connection)
-        .await?;
-    Ok(())
-}
-
-/// Every participant's user id (for DIRECT conversations: the pair).
-pub async fn participant_ids<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    conversation_id: Uuid,
-) -> Result<Vec<String>, DbErr> {
-    participant::Entity::find()
-        .select_only()
-        .column(participant::Column::UserId)
-        .filter(participant::Column::TenantId.eq(tenant))
-        .filter(participant::Column::ConversationId.eq(conversation_id))
-        .into_tuple()
-        .all(connection)
-        .await
-}
-
-/// Records who did what, in the caller's transaction.
-pub async fn record_audit<C: ConnectionTrait>(
-    connection: &C,
-    conversation: &ConversationRow,
-    actor: &str,
-    action: &str,
-    subject: Option<&str>,
-    details: serde_json::Value,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    audit_log::Entity::insert(audit_log::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(conversation.tenant_id.clone()),
-        conversation_id: Set(conversation.id),
-        actor_id: Set(actor.to_owned()),
-        action: Set(action.to_owned()),
-        subject_id: Set(subject.map(str::to_owned)),
-        details: Set(details.to_string()),
-        occurred_at: Set(at),
-    })
-    .exec_without_returning(connection)
-    .await?;
-    Ok(())
-}
-
-/// The position of the newest committed event, after stamping any committed event that has
-/// none yet (then `true`: the relay has new positions to publish). When none waits, which is
-/// the common case, that is two reads and no write.
-pub async fn event_head(db: &DatabaseConnection) -> Result<(i64, bool), DbErr> {
-    use messaging_platform::outbox::store::{has_unstamped, relay_state, stamp_all};
-    let stamped = has_unstamped(db).await? && stamp_all(db).await? > 0;
-    let (head, _) = relay_state(db).await?;
-    Ok((head, stamped))
-}
-
-/// Records `event` of `actor` about `conversation` in the outbox, within `connection`'s
-/// transaction (see `messaging_platform::outbox`): the relay then publishes it to WatchEvents
-/// streams and NATS.
-pub async fn record_event<C: ConnectionTrait>(
-    connection: &C,
-    conversation: &ConversationRow,
-    actor: &str,
-    at: DateTime<Utc>,
-    event: &crate::domain::ConversationEvent<'_>,
-) -> Result<(), DbErr> {
-    messaging_platform::outbox::store::record(
-        connection,
-        None,
-        &conversation.tenant_id,
-        conversation.id,
-        actor,
-        at,
-        crate::events::payload(event),
-    )
-    .await
-}
-
 /// How ListConversations selects by membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {
@@ -361,131 +115,367 @@ pub struct ConversationFilter {
     pub archived: Archived,
 }
 
-/// One page of live conversations visible to `user`, newest activity first, after the keyset
-/// position `after` (last activity, id), with `limit` rows at most.
-pub async fn list_conversations<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    user: &str,
-    filter: &ConversationFilter,
-    after: Option<(DateTime<Utc>, Uuid)>,
-    limit: u64,
-) -> Result<Vec<ConversationRow>, DbErr> {
-    let joined = || {
-        Query::select()
-            .column(participant::Column::ConversationId)
-            .from(participant::Entity)
-            .and_where(participant::Column::TenantId.eq(tenant))
-            .and_where(participant::Column::UserId.eq(user))
-            .to_owned()
-    };
-    let is_channel = conversation::Column::Kind.eq(Kind::Channel.as_str());
-    let membership = match filter.membership {
-        Membership::Joined => Condition::all().add(conversation::Column::Id.in_subquery(joined())),
-        Membership::Joinable => Condition::all()
-            .add(is_channel)
-            .add(conversation::Column::Id.not_in_subquery(joined())),
-        Membership::All => Condition::any()
-            .add(conversation::Column::Id.in_subquery(joined()))
-            .add(is_channel),
-    };
-    let mut query = conversation::Entity::find()
-        .filter(conversation::Column::TenantId.eq(tenant))
-        .filter(conversation::Column::DeletedAt.is_null())
-        .filter(membership);
-    if !filter.kinds.is_empty() {
-        query = query.filter(
-            conversation::Column::Kind.is_in(filter.kinds.iter().map(|kind| kind.as_str())),
-        );
-    }
-    query = match filter.archived {
-        Archived::Active => query.filter(conversation::Column::ArchivedAt.is_null()),
-        Archived::Archived => query.filter(conversation::Column::ArchivedAt.is_not_null()),
-        Archived::All => query,
-    };
-    if let Some((activity, id)) = after {
-        query = query.filter(
-            Condition::any()
-                .add(conversation::Column::LastActivityAt.lt(activity))
-                .add(
-                    Condition::all()
-                        .add(conversation::Column::LastActivityAt.eq(activity))
-                        .add(conversation::Column::Id.lt(id)),
-                ),
-        );
-    }
-    query
-        .order_by_desc(conversation::Column::LastActivityAt)
-        .order_by_desc(conversation::Column::Id)
-        .limit(limit)
-        .all(connection)
-        .await
+/// Reads of conversations and participants, the same in and out of a change's transaction.
+#[async_trait::async_trait]
+pub trait ConversationReads: Send + Sync + std::fmt::Debug {
+    /// A conversation by id, deleted or not; `lock` holds its row (PostgreSQL) until the
+    /// transaction ends, so concurrent changes to one conversation apply one after the other.
+    async fn conversation(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        lock: bool,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// A conversation by one of its unique keys.
+    async fn conversation_by(
+        &self,
+        tenant: &TenantId,
+        key: ConversationKey<'_>,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// A user's participation.
+    async fn participant(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+        user: &str,
+    ) -> StoreResult<Option<Participant>>;
+
+    /// The participant with `role` (the owner, say).
+    async fn participant_with_role(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+        role: Role,
+    ) -> StoreResult<Option<Participant>>;
+
+    /// Every participant's user id.
+    async fn participant_ids(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+    ) -> StoreResult<Vec<String>>;
+
+    /// One page of live conversations visible to `user`, newest activity first, after the
+    /// keyset position (last activity, id).
+    async fn conversations(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        filter: &ConversationFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> StoreResult<Vec<Conversation>>;
+
+    /// `user`'s participation in each of `conversations` it participates in.
+    async fn roles_of(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        conversations: &[Uuid],
+    ) -> StoreResult<Vec<Participant>>;
+
+    /// One page of a conversation's participants (of `roles`, all when empty) in join order,
+    /// after the keyset position (join time, user id).
+    async fn participants(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+        roles: &[Role],
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u64,
+    ) -> StoreResult<Vec<Participant>>;
 }
 
-/// The roles of `user` in the given conversations.
-pub async fn roles_of<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    user: &str,
-    conversation_ids: Vec<Uuid>,
-) -> Result<Vec<ParticipantRow>, DbErr> {
-    if conversation_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    participant::Entity::find()
-        .filter(participant::Column::TenantId.eq(tenant))
-        .filter(participant::Column::UserId.eq(user))
-        .filter(participant::Column::ConversationId.is_in(conversation_ids))
-        .all(connection)
-        .await
+/// One change: its writes, in one transaction that [`ConversationTx::commit`] ends (dropped
+/// without it, the change rolls back).
+#[async_trait::async_trait]
+pub trait ConversationTx: ConversationReads {
+    /// Stores a new conversation ([`StoreError::Conflict`] when its DIRECT pair or request id
+    /// is taken).
+    async fn insert_conversation(&self, conversation: &Conversation) -> StoreResult<()>;
+
+    /// Writes every field of a conversation; returns it as stored.
+    async fn save_conversation(&self, conversation: &Conversation) -> StoreResult<Conversation>;
+
+    /// Stores new participants.
+    async fn insert_participants(&self, participants: &[Participant]) -> StoreResult<()>;
+
+    /// Changes a participant's role; returns it as stored.
+    async fn set_role(
+        &self,
+        participant: &Participant,
+        role: Role,
+        updater: &UserId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Participant>;
+
+    /// Removes a participant.
+    async fn delete_participant(&self, participant: &Participant) -> StoreResult<()>;
+
+    /// Writes an audit row: `actor` did `action` (to `subject`) with `details`.
+    async fn audit(
+        &self,
+        conversation: &Conversation,
+        actor: &UserId,
+        action: &str,
+        subject: Option<&str>,
+        details: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// Records `event` of `actor` in the outbox.
+    async fn event(
+        &self,
+        conversation: &Conversation,
+        actor: &UserId,
+        at: DateTime<Utc>,
+        event: &ConversationEvent<'_>,
+    ) -> StoreResult<()>;
+
+    /// Commits the change.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
-/// One page of a conversation's participants in join order after the keyset position `after`
-/// (join time, user id).
-pub async fn list_participants<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    conversation_id: Uuid,
-    roles: &[Role],
-    after: Option<(DateTime<Utc>, String)>,
-    limit: u64,
-) -> Result<Vec<ParticipantRow>, DbErr> {
-    let mut query = participant::Entity::find()
-        .filter(participant::Column::TenantId.eq(tenant))
-        .filter(participant::Column::ConversationId.eq(conversation_id));
-    if !roles.is_empty() {
-        query =
-            query.filter(participant::Column::Role.is_in(roles.iter().map(|role| role.as_str())));
-    }
-    if let Some((joined_at, user)) = after {
-        query = query.filter(
-            Condition::any()
-                .add(participant::Column::JoinedAt.gt(joined_at))
-                .add(
-                    Condition::all()
-                        .add(participant::Column::JoinedAt.eq(joined_at))
-                        .add(participant::Column::UserId.gt(user)),
-                ),
-        );
-    }
-    query
-        .order_by_asc(participant::Column::JoinedAt)
-        .order_by_asc(participant::Column::UserId)
-        .limit(limit)
-        .all(connection)
-        .await
+/// The conversation store.
+#[async_trait::async_trait]
+pub trait ConversationStore: ConversationReads {
+    /// Begins one change (on SQLite, with the write lock taken at once).
+    async fn begin(&self) -> StoreResult<Box<dyn ConversationTx>>;
+
+    /// Purges conversations deleted before `deleted_before`, with their participants and audit
+    /// rows; returns how many.
+    async fn purge_deleted(&self, deleted_before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// The position of the newest committed event, after stamping any committed event that
+    /// has none yet (then `true`: the relay has new positions to publish). When none waits,
+    /// which is the common case, that is two reads and no write.
+    async fn event_head(&self) -> StoreResult<(i64, bool)>;
 }
 
-/// Purges conversations deleted before `deleted_before`, with their participants and audit
-/// rows (by cascade). Returns how many were purged.
-pub async fn purge_deleted<C: ConnectionTrait>(
-    connection: &C,
-    deleted_before: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let result = conversation::Entity::delete_many()
-        .filter(conversation::Column::DeletedAt.is_not_null())
-        .filter(conversation::Column::DeletedAt.lt(deleted_before))
-        .exec(connection)
+/// The SeaORM implementation of [`ConversationStore`], on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+}
+
+impl SqlStore {
+    /// The store over `db`.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+/// [`ConversationTx`] on a SeaORM transaction.
+#[derive(Debug)]
+pub struct SqlTx {
+    tx: DatabaseTransaction,
+}
+
+/// Implements [`ConversationReads`] for a type whose field `$field` is a SeaORM connection.
+macro_rules! sql_reads {
+    ($type:ty, $field:ident) => {
+        #[async_trait::async_trait]
+        impl ConversationReads for $type {
+            async fn conversation(
+                &self,
+                tenant: &TenantId,
+                id: Uuid,
+                lock: bool,
+            ) -> StoreResult<Option<Conversation>> {
+                queries::find_conversation(&self.$field, tenant, id, lock)
+                    .await?
+                    .map(rows::conversation)
+                    .transpose()
+            }
+
+            async fn conversation_by(
+                &self,
+                tenant: &TenantId,
+                key: ConversationKey<'_>,
+            ) -> StoreResult<Option<Conversation>> {
+                queries::find_conversation_by(&self.$field, tenant, key)
+                    .await?
+                    .map(rows::conversation)
+                    .transpose()
+            }
+
+            async fn participant(
+                &self,
+                tenant: &TenantId,
+                conversation: Uuid,
+                user: &str,
+            ) -> StoreResult<Option<Participant>> {
+                queries::find_participant(&self.$field, tenant, conversation, user)
+                    .await?
+                    .map(rows::participant)
+                    .transpose()
+            }
+
+            async fn participant_with_role(
+                &self,
+                tenant: &TenantId,
+                conversation: Uuid,
+                role: Role,
+            ) -> StoreResult<Option<Participant>> {
+                queries::find_participant_with_role(&self.$field, tenant, conversation, role)
+                    .await?
+                    .map(rows::participant)
+                    .transpose()
+            }
+
+            async fn participant_ids(
+                &self,
+                tenant: &TenantId,
+                conversation: Uuid,
+            ) -> StoreResult<Vec<String>> {
+                Ok(queries::participant_ids(&self.$field, tenant, conversation).await?)
+            }
+
+            async fn conversations(
+                &self,
+                tenant: &TenantId,
+                user: &UserId,
+                filter: &ConversationFilter,
+                after: Option<(DateTime<Utc>, Uuid)>,
+                limit: u64,
+            ) -> StoreResult<Vec<Conversation>> {
+                queries::list_conversations(&self.$field, tenant, user, filter, after, limit)
+                    .await?
+                    .into_iter()
+                    .map(rows::conversation)
+                    .collect()
+            }
+
+            async fn roles_of(
+                &self,
+                tenant: &TenantId,
+                user: &UserId,
+                conversations: &[Uuid],
+            ) -> StoreResult<Vec<Participant>> {
+                queries::roles_of(&self.$field, tenant, user, conversations.to_vec())
+                    .await?
+                    .into_iter()
+                    .map(rows::participant)
+                    .collect()
+            }
+
+            async fn participants(
+                &self,
+                tenant: &TenantId,
+                conversation: Uuid,
+                roles: &[Role],
+                after: Option<(DateTime<Utc>, String)>,
+                limit: u64,
+            ) -> StoreResult<Vec<Participant>> {
+                queries::list_participants(&self.$field, tenant, conversation, roles, after, limit)
+                    .await?
+                    .into_iter()
+                    .map(rows::participant)
+                    .collect()
+            }
+        }
+    };
+}
+
+sql_reads!(SqlStore, db);
+sql_reads!(SqlTx, tx);
+
+#[async_trait::async_trait]
+impl ConversationStore for SqlStore {
+    async fn begin(&self) -> StoreResult<Box<dyn ConversationTx>> {
+        let tx = messaging_platform::db::begin_write(&self.db).await?;
+        Ok(Box::new(SqlTx { tx }))
+    }
+
+    async fn purge_deleted(&self, deleted_before: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(queries::purge_deleted(&self.db, deleted_before).await?)
+    }
+
+    async fn event_head(&self) -> StoreResult<(i64, bool)> {
+        use messaging_platform::outbox::store::{has_unstamped, relay_state, stamp_all};
+        let stamped = has_unstamped(&self.db).await? && stamp_all(&self.db).await? > 0;
+        let (head, _) = relay_state(&self.db).await?;
+        Ok((head, stamped))
+    }
+}
+
+#[async_trait::async_trait]
+impl ConversationTx for SqlTx {
+    async fn insert_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
+        Ok(queries::insert_conversation(&self.tx, rows::conversation_row(conversation)).await?)
+    }
+
+    async fn save_conversation(&self, conversation: &Conversation) -> StoreResult<Conversation> {
+        rows::conversation(
+            queries::save_conversation(&self.tx, rows::conversation_row(conversation)).await?,
+        )
+    }
+
+    async fn insert_participants(&self, participants: &[Participant]) -> StoreResult<()> {
+        let rows = participants.iter().map(rows::participant_row).collect();
+        Ok(queries::insert_participants(&self.tx, rows).await?)
+    }
+
+    async fn set_role(
+        &self,
+        participant: &Participant,
+        role: Role,
+        updater: &UserId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Participant> {
+        let row = rows::participant_row(participant);
+        rows::participant(queries::set_role(&self.tx, &row, role, updater, at).await?)
+    }
+
+    async fn delete_participant(&self, participant: &Participant) -> StoreResult<()> {
+        Ok(queries::delete_participant(&self.tx, &rows::participant_row(participant)).await?)
+    }
+
+    async fn audit(
+        &self,
+        conversation: &Conversation,
+        actor: &UserId,
+        action: &str,
+        subject: Option<&str>,
+        details: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let row = entity::audit_log::Model {
+            id: Uuid::now_v7(),
+            tenant_id: conversation.tenant_id.clone(),
+            conversation_id: conversation.id,
+            actor_id: actor.to_string(),
+            action: action.to_owned(),
+            subject_id: subject.map(str::to_owned),
+            details: details.to_string(),
+            occurred_at: at,
+        };
+        Ok(queries::insert_audit(&self.tx, row).await?)
+    }
+
+    async fn event(
+        &self,
+        conversation: &Conversation,
+        actor: &UserId,
+        at: DateTime<Utc>,
+        event: &ConversationEvent<'_>,
+    ) -> StoreResult<()> {
+        messaging_platform::outbox::store::record(
+            &self.tx,
+            None,
+            &conversation.tenant_id,
+            conversation.id,
+            actor,
+            at,
+            crate::events::payload(event),
+        )
         .await?;
-    Ok(result.rows_affected)
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        Ok(self.tx.commit().await?)
+    }
 }

@@ -7,6 +7,8 @@
 //! else on the embedded SQLite default. Results go to the terminal, `<out>/results.json` and
 //! `<out>/latency.svg`.
 
+mod fanout;
+mod history;
 mod report;
 mod seed;
 mod setup;
@@ -63,7 +65,7 @@ struct Cli {
 }
 
 /// Runs `operation` from `concurrency` workers for `duration`; returns the measurement.
-async fn load<F, Fut>(
+pub(crate) async fn load<F, Fut>(
     name: &str,
     concurrency: usize,
     duration: Duration,
@@ -137,262 +139,6 @@ where
         errors.load(Ordering::Relaxed),
         concurrency,
     )
-}
-
-/// Seeds one conversation per history depth (10^3, 10^4, 10^5 quick; 10^3, 10^5, 10^6 full)
-/// in bulk, then measures ListMessages pages of 50 from the newest and from the oldest end of
-/// each, and SearchMessages over all of it (the tenant's messages) with queries of medium and
-/// rare words, one and two words, at 1 request in flight.
-async fn history_and_search(
-    deployment: &Deployment,
-    report: &mut Report,
-    profile: &str,
-    phase: Duration,
-    wants: &dyn Fn(&str) -> bool,
-) -> anyhow::Result<()> {
-    let sizes: &[u64] = if profile == "full" {
-        &[1_000, 100_000, 1_000_000]
-    } else {
-        &[1_000, 10_000, 100_000]
-    };
-    let vocabulary = Arc::new(seed::Vocabulary::new(20_000));
-    let (db, keys) = deployment.message_store().await?;
-    let ids = deployment
-        .create_groups("hilda", &["seeder"], sizes.len())
-        .await?;
-    let total: u64 = sizes.iter().sum();
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} ({per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_prefix("seeding messages");
-    let seeded = Instant::now();
-    let mut done = 0;
-    for (id, size) in ids.iter().zip(sizes) {
-        let conversation = uuid::Uuid::parse_str(id)?;
-        seed::messages(
-            &db,
-            &keys,
-            conversation,
-            "seeder",
-            *size,
-            &vocabulary,
-            &|written| bar.set_position(done + written),
-        )
-        .await?;
-        done += size;
-    }
-    bar.finish_and_clear();
-    deployment.analyze().await?;
-    report.note(
-        "seeded",
-        format!(
-            "{total} messages (encrypted, indexed) in {:.1} s, {:.0}/s, then ANALYZE",
-            seeded.elapsed().as_secs_f64(),
-            total as f64 / seeded.elapsed().as_secs_f64()
-        ),
-    );
-    let client = deployment.message_client("hilda");
-    if wants("history") {
-        let mut pages = Vec::new();
-        for (id, size) in ids.iter().zip(sizes) {
-            for (label, start_sequence) in [("newest", 0_i64), ("oldest", 50)] {
-                let client = client.clone();
-                let conversation_id = id.clone();
-                let measurement = load(
-                    &format!("history {size}, {label} page"),
-                    1,
-                    phase,
-                    move |_| {
-                        let mut client = client.clone();
-                        let conversation_id = conversation_id.clone();
-                        async move {
-                            client
-                                .list_messages(pb::ListMessagesRequest {
-                                    conversation_id,
-                                    page_size: 50,
-                                    start_sequence,
-                                    ..Default::default()
-                                })
-                                .await
-                                .is_ok_and(|page| page.into_inner().messages.len() == 50)
-                        }
-                    },
-                )
-                .await;
-                pages.push(measurement.p50_ms);
-                report.push(measurement);
-            }
-        }
-        let shallowest = pages.iter().copied().fold(f64::INFINITY, f64::min);
-        let deepest = pages.iter().copied().fold(0.0, f64::max);
-        report.note(
-            "history: slowest / fastest page p50",
-            format!(
-                "{:.2} (target at most 1.5; {:.2} ms / {:.2} ms)",
-                deepest / shallowest.max(f64::EPSILON),
-                deepest,
-                shallowest
-            ),
-        );
-    }
-    if wants("search") {
-        // Medium words (ranks 100 to 1,000), rare words (5,000 to 20,000), and pairs.
-        let mut queries = Vec::new();
-        for index in 0..40 {
-            queries.push(vocabulary.word(100 + index * 23).to_owned());
-            queries.push(vocabulary.word(5_000 + index * 373).to_owned());
-            queries.push(format!(
-                "{} {}",
-                vocabulary.word(100 + index * 17),
-                vocabulary.word(300 + index * 31)
-            ));
-        }
-        let queries = Arc::new(queries);
-        report.push(
-            load(
-                &format!("search ({total} messages)"),
-                1,
-                phase,
-                move |index| {
-                    let mut client = client.clone();
-                    let query =
-                        queries[usize::try_from(index).unwrap_or(0) % queries.len()].clone();
-                    async move {
-                        client
-                            .search_messages(pb::SearchMessagesRequest {
-                                query,
-                                ..Default::default()
-                            })
-                            .await
-                            .is_ok()
-                    }
-                },
-            )
-            .await,
-        );
-    }
-    Ok(())
-}
-
-/// `subscribers` users subscribe to one conversation; one sender sends `rate` messages a
-/// second for `duration`. Latency runs from SendMessage's reply to the event's arrival at each
-/// subscriber (an event that arrives before the reply counts as 1 µs); every event that has not
-/// arrived 10 s after the last send counts as lost (the errors column).
-async fn fanout(
-    deployment: &Deployment,
-    subscribers: usize,
-    rate: u32,
-    duration: Duration,
-) -> anyhow::Result<Measurement> {
-    use futures::StreamExt as _;
-    use std::collections::HashMap;
-    let members: Vec<String> = (0..subscribers)
-        .map(|index| format!("fan{index}"))
-        .collect();
-    let id = deployment
-        .create_large_group("fanout-sender", &members)
-        .await?;
-    let progress = indicatif::ProgressBar::new(subscribers as u64);
-    progress.set_prefix("fanout: subscribing");
-    let expected = u64::from(rate) * duration.as_secs();
-    // Each subscriber reads from the start (a reader that starts late is a slow consumer, which
-    // the server ends) and notes when each message arrived.
-    let mut receivers = Vec::with_capacity(subscribers);
-    for member in &members {
-        let mut client = deployment.message_client(member);
-        let mut stream = client
-            .subscribe(pb::SubscribeRequest {
-                resume_position: String::new(),
-                conversation_ids: vec![id.clone()],
-            })
-            .await?
-            .into_inner();
-        receivers.push(tokio::spawn(async move {
-            let mut arrivals: HashMap<String, Instant> = HashMap::new();
-            let mut ending = None;
-            while arrivals.len() < usize::try_from(expected).unwrap_or(usize::MAX) {
-                let response =
-                    match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
-                        Ok(Some(Ok(response))) => response,
-                        Ok(Some(Err(status))) => {
-                            ending = Some(format!("{:?}: {}", status.code(), status.message()));
-                            break;
-                        }
-                        Ok(None) => {
-                            ending = Some("ended".to_owned());
-                            break;
-                        }
-                        Err(_) => {
-                            ending = Some("nothing for 10 s".to_owned());
-                            break;
-                        }
-                    };
-                if let Some(pb::subscribe_response::Item::Event(pb::Event {
-                    payload: Some(pb::event::Payload::MessageCreated(created)),
-                    ..
-                })) = response.item
-                    && let Some(message) = created.message
-                {
-                    arrivals.insert(message.message_id, Instant::now());
-                }
-            }
-            (arrivals, ending)
-        }));
-        progress.inc(1);
-    }
-    progress.finish_and_clear();
-    let mut sender = deployment.message_client("fanout-sender");
-    let mut replies: HashMap<String, Instant> = HashMap::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
-    let started = Instant::now();
-    for index in 0..expected {
-        ticker.tick().await;
-        let reply = sender
-            .send_message(pb::SendMessageRequest {
-                conversation_id: id.clone(),
-                content: Some(pb::send_message_request::Content::Text(format!(
-                    "fanout {index}"
-                ))),
-                ..Default::default()
-            })
-            .await?;
-        if let Some(message) = reply.into_inner().message {
-            replies.insert(message.message_id, Instant::now());
-        }
-    }
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut lost = 0_u64;
-    let mut endings: HashMap<String, usize> = HashMap::new();
-    for receiver in receivers {
-        let (arrivals, ending) = receiver.await?;
-        if let Some(ending) = ending {
-            *endings.entry(ending).or_default() += 1;
-        }
-        for (message, replied) in &replies {
-            match arrivals.get(message) {
-                Some(arrived) => {
-                    let micros = arrived.saturating_duration_since(*replied).as_micros();
-                    histogram.record(
-                        u64::try_from(micros)
-                            .unwrap_or(u64::MAX)
-                            .clamp(1, 60_000_000),
-                    )?;
-                }
-                None => lost += 1,
-            }
-        }
-    }
-    for (ending, count) in endings {
-        println!("fanout: {count} subscriber stream(s) ended early: {ending}");
-    }
-    Ok(Measurement::from_histogram(
-        &format!("fanout ({subscribers} subscribers, {rate}/s)"),
-        &histogram,
-        started.elapsed(),
-        lost,
-        subscribers,
-    ))
 }
 
 #[tokio::main]
@@ -499,7 +245,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if wants("fanout") {
-        report.push(fanout(&deployment, cli.subscribers, cli.fanout_rate, phase).await?);
+        report.push(fanout::fanout(&deployment, cli.subscribers, cli.fanout_rate, phase).await?);
     }
 
     if wants("unread") {
@@ -541,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if wants("history") || wants("search") {
-        history_and_search(&deployment, &mut report, &cli.profile, phase, &wants).await?;
+        history::history_and_search(&deployment, &mut report, &cli.profile, phase, &wants).await?;
     }
 
     if wants("streams") {

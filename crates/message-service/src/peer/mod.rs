@@ -22,6 +22,11 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
+mod fence;
+mod joined;
+
+use fence::run_fences;
+use joined::JoinedList;
 pub use pb::{Action, ConversationType, DenialReason, Role};
 
 /// What conversation-service said about one user, conversation and action.
@@ -146,64 +151,6 @@ impl ConversationGate {
         prober.fences = tokio::sync::mpsc::unbounded_channel().0;
         tokio::spawn(run_fences(prober, waiting));
         Ok(gate)
-    }
-
-    /// Records that this replica has processed conversation-service's events through
-    /// `position` (copied them and dropped what they make stale).
-    pub fn followed_through(&self, position: i64) {
-        self.followed.send_replace(position);
-    }
-
-    /// Waits until this replica has processed every event of a change conversation-service
-    /// acknowledged before this call: asks for conversation-service's event head, then waits
-    /// for the follower to pass it. Concurrent callers share one round trip (a fence serves
-    /// every caller that arrived before it started). UNAVAILABLE when conversation-service does
-    /// not answer, or its events do not arrive, within `conversation_service_timeout`.
-    pub async fn fence(&self) -> ApiResult<()> {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        self.fences
-            .send(sender)
-            .map_err(|_| ApiError::Unavailable("shutting down".to_owned()))?;
-        receiver
-            .await
-            .map_err(|_| ApiError::Unavailable("shutting down".to_owned()))?
-            .map_err(ApiError::Unavailable)
-    }
-
-    async fn fence_once(&self) -> Result<(), String> {
-        let request = self
-            .request(ANY_TENANT, "message-service", pb::GetEventHeadRequest {})
-            .map_err(|error| error.to_string())?;
-        let head = self
-            .client
-            .clone()
-            .get_event_head(request)
-            .await
-            .map_err(|status| match unavailable(&status) {
-                ApiError::Unavailable(message) => message,
-                other => other.to_string(),
-            })?
-            .into_inner()
-            .position
-            .parse::<i64>()
-            .map_err(|_| "conversation-service sent an unreadable position".to_owned())?;
-        let mut followed = self.followed.subscribe();
-        match tokio::time::timeout(self.timeout, followed.wait_for(|through| *through >= head))
-            .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            _ => {
-                tracing::warn!(
-                    head,
-                    followed = *self.followed.borrow(),
-                    "conversation-service's events are late"
-                );
-                Err(
-                    "conversation-service's changes are not yet visible here; retry later"
-                        .to_owned(),
-                )
-            }
-        }
     }
 
     fn token(&self) -> ApiResult<String> {
@@ -412,15 +359,6 @@ impl ConversationGate {
         self.invalidate_joined(None);
     }
 
-    fn invalidate_joined(&self, key: Option<(String, String)>) {
-        self.joined_generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        match key {
-            Some(key) => self.joined.invalidate(&key),
-            None => self.joined.invalidate_all(),
-        }
-    }
-
     /// Forgets what a conversation-service event makes stale: the answers about its
     /// conversation, and the conversation lists it may change.
     pub fn invalidate_for(&self, event: &messaging_proto::message::v1::Event) {
@@ -476,84 +414,7 @@ impl ConversationGate {
             Answer::Decided { role, .. } if role != Role::Unspecified
         ))
     }
-
-    /// Every conversation the caller participates in (archived ones included), at most `limit`,
-    /// after a fence.
-    pub async fn joined_conversations(
-        &self,
-        caller: &Caller,
-        limit: usize,
-    ) -> ApiResult<Vec<Uuid>> {
-        self.fence().await?;
-        let key = (caller.tenant_id.to_string(), caller.user_id.to_string());
-        let generation = self
-            .joined_generation
-            .load(std::sync::atomic::Ordering::SeqCst);
-        if let Some(list) = self.joined.get(&key)
-            && (list.complete || list.ids.len() >= limit)
-        {
-            return Ok(list.ids.iter().take(limit).copied().collect());
-        }
-        let fetched = limit.max(MAX_JOINED);
-        let ids = self.fetch_joined(caller, fetched).await?;
-        let list = JoinedList {
-            complete: ids.len() < fetched,
-            ids,
-        };
-        let answer = list.ids.iter().take(limit).copied().collect();
-        if self
-            .joined_generation
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == generation
-        {
-            self.joined.insert(key, Arc::new(list));
-        }
-        Ok(answer)
-    }
-
-    async fn fetch_joined(&self, caller: &Caller, limit: usize) -> ApiResult<Vec<Uuid>> {
-        let mut ids = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let message = pb::ListConversationsRequest {
-                page_size: 200,
-                page_token: page_token.clone(),
-                archive_filter: pb::ArchiveFilter::All.into(),
-                membership_filter: pb::MembershipFilter::Joined.into(),
-                ..Default::default()
-            };
-            let response = self
-                .client
-                .clone()
-                .list_conversations(self.request(&caller.tenant_id, &caller.user_id, message)?)
-                .await
-                .map_err(|status| unavailable(&status))?
-                .into_inner();
-            ids.extend(
-                response
-                    .conversations
-                    .iter()
-                    .filter_map(|c| Uuid::parse_str(&c.conversation_id).ok()),
-            );
-            if response.next_page_token.is_empty() || ids.len() >= limit {
-                ids.truncate(limit);
-                return Ok(ids);
-            }
-            page_token = response.next_page_token;
-        }
-    }
 }
-
-/// A user's conversations as last listed.
-#[derive(Debug)]
-struct JoinedList {
-    ids: Vec<Uuid>,
-    /// Every one of them (the listing ended before its limit).
-    complete: bool,
-}
-
-/// How many of a user's conversations the joined-list cache keeps at least.
-const MAX_JOINED: usize = 1_000;
 
 fn action_verb(action: Action) -> &'static str {
     match action {
@@ -566,23 +427,6 @@ fn action_verb(action: Action) -> &'static str {
         Action::Archive => "archive",
         Action::Delete => "delete the conversation",
         Action::TransferOwnership => "transfer ownership",
-    }
-}
-
-/// Serves fences: each round trip answers every request that was waiting when it started.
-async fn run_fences(
-    gate: ConversationGate,
-    mut waiting: tokio::sync::mpsc::UnboundedReceiver<FenceWaiter>,
-) {
-    while let Some(first) = waiting.recv().await {
-        let mut batch = vec![first];
-        while let Ok(next) = waiting.try_recv() {
-            batch.push(next);
-        }
-        let outcome = gate.fence_once().await;
-        for waiter in batch {
-            let _ = waiter.send(outcome.clone());
-        }
     }
 }
 

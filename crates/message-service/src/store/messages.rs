@@ -8,14 +8,16 @@ use messaging_platform::time::now;
 use messaging_platform::{TenantId, UserId};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 
-use super::entity::{deletion, mention, message, read_state, revision, sequence};
+use super::entity::{deletion, mention, message, revision, sequence};
 use super::rows::{message_from_row, message_to_row, messages_from_rows, revision_from_row};
-use super::search::{hex, index_entries, insert_search_entries, replace_search_entries};
+use super::search::{
+    filter_condition, hex, index_entries, insert_search_entries, replace_search_entries,
+};
 use super::{EditRule, MessageStore, Sent, SequenceRange, SqlStore, StoreError, StoreResult, rows};
 use crate::domain::{Message, MessageEvent, MessageFilter, NewMessage, Revision};
 
@@ -319,7 +321,15 @@ impl SqlStore {
             .await?;
         insert_mentions(&transaction, tenant, &message, &message.mentions).await?;
         // Sending implies having read the conversation up to one's own message.
-        raise_read_state(&transaction, tenant, new.conversation, sender, sequence, at).await?;
+        super::read_states::raise_read_state(
+            &transaction,
+            tenant,
+            new.conversation,
+            sender,
+            sequence,
+            at,
+        )
+        .await?;
         self.record(
             &transaction,
             key.as_deref(),
@@ -524,73 +534,4 @@ async fn erase_dependents<C: ConnectionTrait>(
     .exec_without_returning(connection)
     .await?;
     Ok(())
-}
-
-/// Moves a user's watermark to `sequence` if that is forward, in one statement (an upsert
-/// that keeps the higher of the two): for sending, inside its transaction.
-async fn raise_read_state<C: ConnectionTrait>(
-    connection: &C,
-    tenant: &str,
-    conversation: Uuid,
-    user: &str,
-    sequence: i64,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let row = read_state::Model {
-        tenant_id: tenant.to_owned(),
-        conversation_id: conversation,
-        user_id: user.to_owned(),
-        last_read_sequence: sequence,
-        updated_at: at,
-    };
-    let current = || Expr::col((read_state::Entity, read_state::Column::LastReadSequence));
-    let proposed = || Expr::col((Alias::new("excluded"), read_state::Column::LastReadSequence));
-    let higher = |column: read_state::Column| {
-        Expr::case(
-            proposed().gt(current()),
-            Expr::col((Alias::new("excluded"), column)),
-        )
-        .finally(Expr::col((read_state::Entity, column)))
-    };
-    read_state::Entity::insert(read_state::ActiveModel::from(row))
-        .on_conflict(
-            OnConflict::columns([
-                read_state::Column::TenantId,
-                read_state::Column::ConversationId,
-                read_state::Column::UserId,
-            ])
-            .value(
-                read_state::Column::LastReadSequence,
-                higher(read_state::Column::LastReadSequence),
-            )
-            .value(
-                read_state::Column::UpdatedAt,
-                higher(read_state::Column::UpdatedAt),
-            )
-            .to_owned(),
-        )
-        .exec_without_returning(connection)
-        .await?;
-    Ok(())
-}
-
-/// `filter` as a condition on message columns, named through `column`.
-pub(super) fn filter_condition(filter: &MessageFilter, column: &dyn Fn(&str) -> Expr) -> Condition {
-    let mut condition = Condition::all();
-    if let Some(sender) = &filter.sender {
-        condition = condition.add(column("sender_id").eq(sender.as_str()));
-    }
-    if let Some(thread) = filter.thread {
-        condition = condition.add(column("parent_id").eq(thread));
-    }
-    if filter.has_attachments {
-        condition = condition.add(column("has_attachments").eq(true));
-    }
-    if let Some(start) = filter.start {
-        condition = condition.add(column("created_at").gte(start));
-    }
-    if let Some(end) = filter.end {
-        condition = condition.add(column("created_at").lt(end));
-    }
-    condition
 }

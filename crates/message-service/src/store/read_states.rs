@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use messaging_platform::db::begin_write;
 use messaging_platform::time::now;
 use messaging_platform::{TenantId, UserId};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, QueryOrder,
@@ -267,4 +267,52 @@ async fn counts_after_watermark<C: ConnectionTrait, E: EntityTrait>(
     CountRow::find_by_statement(connection.get_database_backend().build(&query))
         .all(connection)
         .await
+}
+
+/// Moves a user's watermark to `sequence` if that is forward, in one statement (an upsert
+/// that keeps the higher of the two): for sending, inside its transaction.
+pub(super) async fn raise_read_state<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    user: &str,
+    sequence: i64,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let row = read_state::Model {
+        tenant_id: tenant.to_owned(),
+        conversation_id: conversation,
+        user_id: user.to_owned(),
+        last_read_sequence: sequence,
+        updated_at: at,
+    };
+    let current = || Expr::col((read_state::Entity, read_state::Column::LastReadSequence));
+    let proposed = || Expr::col((Alias::new("excluded"), read_state::Column::LastReadSequence));
+    let higher = |column: read_state::Column| {
+        Expr::case(
+            proposed().gt(current()),
+            Expr::col((Alias::new("excluded"), column)),
+        )
+        .finally(Expr::col((read_state::Entity, column)))
+    };
+    read_state::Entity::insert(read_state::ActiveModel::from(row))
+        .on_conflict(
+            OnConflict::columns([
+                read_state::Column::TenantId,
+                read_state::Column::ConversationId,
+                read_state::Column::UserId,
+            ])
+            .value(
+                read_state::Column::LastReadSequence,
+                higher(read_state::Column::LastReadSequence),
+            )
+            .value(
+                read_state::Column::UpdatedAt,
+                higher(read_state::Column::UpdatedAt),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
 }

@@ -15,7 +15,6 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{message, search_token};
-use super::messages::filter_condition;
 use super::{SearchStore, SqlStore, StoreResult};
 use crate::domain::text;
 use crate::domain::{Content, MessageFilter};
@@ -269,4 +268,25 @@ async fn search_within(
 fn is_statement_timeout(error: &DbErr) -> bool {
     // query_canceled: what statement_timeout raises.
     messaging_platform::db::sqlstate(error).as_deref() == Some("57014")
+}
+
+/// `filter` as a condition on message columns, named through `column`.
+pub(super) fn filter_condition(filter: &MessageFilter, column: &dyn Fn(&str) -> Expr) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(sender) = &filter.sender {
+        condition = condition.add(column("sender_id").eq(sender.as_str()));
+    }
+    if let Some(thread) = filter.thread {
+        condition = condition.add(column("parent_id").eq(thread));
+    }
+    if filter.has_attachments {
+        condition = condition.add(column("has_attachments").eq(true));
+    }
+    if let Some(start) = filter.start {
+        condition = condition.add(column("created_at").gte(start));
+    }
+    if let Some(end) = filter.end {
+        condition = condition.add(column("created_at").lt(end));
+    }
+    condition
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use messaging_e2e::{MessagingHarness, TestDatabase, create_group, text_message};
+use messaging_e2e::{MessagingHarness, TestDatabase, create_group, eventually, text_message};
 use messaging_platform::config::Secret;
 use messaging_proto::message::v1 as pb;
 use tokio::net::{TcpListener, TcpStream};
@@ -83,18 +83,6 @@ async fn health(harness: &MessagingHarness) -> i32 {
         .status
 }
 
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what} within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_unavailable_then_recovers() {
     if !messaging_e2e::postgres_or_skip().await {
@@ -131,13 +119,15 @@ async fn postgres_outage_is_unavailable_then_recovers() {
         "answered after {:?}",
         started.elapsed()
     );
-    eventually("health says NOT_SERVING", || async {
-        health(&harness).await == ServingStatus::NotServing as i32
-    })
+    eventually(
+        Duration::from_secs(20),
+        "health says NOT_SERVING",
+        || async { health(&harness).await == ServingStatus::NotServing as i32 },
+    )
     .await;
 
     proxy.restore();
-    eventually("calls succeed again", || {
+    eventually(Duration::from_secs(20), "calls succeed again", || {
         let mut alice = alice.clone();
         let group = group.clone();
         async move {
@@ -148,7 +138,7 @@ async fn postgres_outage_is_unavailable_then_recovers() {
         }
     })
     .await;
-    eventually("health says SERVING", || async {
+    eventually(Duration::from_secs(20), "health says SERVING", || async {
         health(&harness).await == ServingStatus::Serving as i32
     })
     .await;

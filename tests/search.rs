@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use messaging_e2e::{
     Backend, ConversationHarness, MessageClient, MessagingHarness, TEST_MASTER_KEY, backend_tests,
-    create_group, message_settings, remove_participant, send, start_message_service,
+    create_group, eventually, message_settings, remove_participant, send, start_message_service,
     text_message as text, violated_fields, workspace_binary,
 };
 use messaging_platform::config::{Mode, Secret};
@@ -438,13 +438,15 @@ async fn edits_deletes_and_membership_change_what_is_found(backend: Backend) {
         conversation_ids: vec![id.clone()],
         ..query("omega")
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !found(&mut bob, explicit()).await.is_empty()
-        || !found(&mut bob, query("omega")).await.is_empty()
-    {
-        assert!(std::time::Instant::now() < deadline, "bob still finds it");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(Duration::from_secs(5), "bob no longer finding it", || {
+        let mut bob = bob.clone();
+        let explicit = explicit();
+        async move {
+            found(&mut bob, explicit).await.is_empty()
+                && found(&mut bob, query("omega")).await.is_empty()
+        }
+    })
+    .await;
     // A deleted conversation's messages never appear.
     let elsewhere = send(&mut alice, text(&other, "omega elsewhere")).await;
     assert_eq!(
@@ -458,19 +460,20 @@ async fn edits_deletes_and_membership_change_what_is_found(backend: Backend) {
         })
         .await
         .expect("delete conversation");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let ids = found(&mut alice, query("omega")).await;
-        if ids == one(&kept.message_id) {
-            break;
-        }
-        assert!(ids.contains(&elsewhere.message_id));
-        assert!(
-            std::time::Instant::now() < deadline,
-            "deleted conversation still searched"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the deleted conversation leaving the search",
+        || {
+            let mut alice = alice.clone();
+            let (kept, elsewhere) = (kept.message_id.clone(), elsewhere.message_id.clone());
+            async move {
+                let ids = found(&mut alice, query("omega")).await;
+                assert!(ids == one(&kept) || ids.contains(&elsewhere), "{ids:?}");
+                ids == one(&kept)
+            }
+        },
+    )
+    .await;
 }
 
 async fn end_to_end_payloads_are_found_by_client_tokens(backend: Backend) {
@@ -1108,20 +1111,19 @@ async fn conversation_lists_follow_membership_events(backend: Backend) {
             async move {
                 let mut want = want;
                 want.sort();
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                loop {
-                    let mut searcher = client.clone();
-                    if listed(&client).await == want
-                        && found(&mut searcher, query(words)).await.len() == hits
-                    {
-                        return;
-                    }
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "lists did not follow the events"
-                    );
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
+                eventually(
+                    Duration::from_secs(10),
+                    "lists following the events",
+                    || {
+                        let (client, want) = (client.clone(), want.clone());
+                        async move {
+                            let mut searcher = client.clone();
+                            listed(&client).await == want
+                                && found(&mut searcher, query(words)).await.len() == hits
+                        }
+                    },
+                )
+                .await;
             }
         };
     eventually(&bob, vec![first.clone()], "lists", 1).await;

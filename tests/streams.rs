@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use messaging_e2e::{
-    Backend, MessagingHarness, backend_tests, create_direct, create_group, is_conversation_event,
-    remove_participant, subscribe, text_message as text,
+    Backend, MessagingHarness, backend_tests, create_direct, create_group, eventually,
+    is_conversation_event, remove_participant, subscribe, text_message as text,
 };
 use messaging_proto::conversation::v1::{self as conversation, Role};
 use messaging_proto::message::v1::{self as pb, event::Payload, subscribe_response::Item};
@@ -280,19 +280,21 @@ async fn too_old_positions_get_a_resync_signal(backend: Backend) {
         .await
         .expect("send");
     // Pruning runs in the background: wait (with a deadline) until resuming from 0 says resync.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut stream = subscribe(&mut bob, "0").await;
-        match next(&mut stream).await {
-            Item::ResyncRequired(resync) => {
-                assert!(resync.position.parse::<i64>().expect("position") >= 1);
-                break;
+    eventually(WAIT, "pruning (resuming from 0 says resync)", || {
+        let mut bob = bob.clone();
+        async move {
+            let mut stream = subscribe(&mut bob, "0").await;
+            match next(&mut stream).await {
+                Item::ResyncRequired(resync) => {
+                    assert!(resync.position.parse::<i64>().expect("position") >= 1);
+                    true
+                }
+                Item::Event(_) => false,
+                other => panic!("unexpected {other:?}"),
             }
-            Item::Event(_) => assert!(Instant::now() < deadline, "events were never pruned"),
-            other => panic!("unexpected {other:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let status = bob
         .subscribe(pb::SubscribeRequest {
             resume_position: "not-a-position".to_owned(),

@@ -757,6 +757,23 @@ pub async fn wait_for_event(
     }
 }
 
+/// Waits until `condition` holds, checking every 25 ms; fails the test, naming `what`, when
+/// `within` passes first. The one way tests wait for something that happens in the background.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Waits until message-service has taken in that `user` joined `conversation`.
 pub async fn wait_for_participant(client: &mut MessageClient, conversation: &str, user: &str) {
     use messaging_proto::message::v1::event::Payload;

@@ -413,319 +413,237 @@ async fn create_is_idempotent_with_request_id(backend: Backend) {
     assert!(other.created);
 }
 
+/// One call of the role matrix.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Update,
+    Get,
+    ListParticipants,
+    Add(&'static str, Role),
+    SetRole(&'static str, Role),
+    Remove(&'static str),
+    Archive,
+    Unarchive,
+    Transfer(&'static str),
+    Delete,
+    Undelete,
+}
+
+/// Makes `call` on conversation `id` as `client`; the status code it ends with.
+async fn make(client: &mut ConversationClient, id: &str, call: Call) -> Code {
+    let id = id.to_owned();
+    match call {
+        Call::Update => code(
+            client
+                .update_conversation(pb::UpdateConversationRequest {
+                    conversation: Some(pb::Conversation {
+                        conversation_id: id,
+                        title: "Renamed".to_owned(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["title".to_owned()],
+                    }),
+                    etag: String::new(),
+                })
+                .await,
+        ),
+        Call::Get => code(
+            client
+                .get_conversation(pb::GetConversationRequest {
+                    conversation_id: id,
+                })
+                .await,
+        ),
+        Call::ListParticipants => code(
+            client
+                .list_participants(pb::ListParticipantsRequest {
+                    conversation_id: id,
+                    ..Default::default()
+                })
+                .await,
+        ),
+        Call::Add(user, role) => code(
+            client
+                .add_participants(pb::AddParticipantsRequest {
+                    conversation_id: id,
+                    participants: vec![pb::ParticipantSpec {
+                        user_id: user.to_owned(),
+                        role: role.into(),
+                    }],
+                })
+                .await,
+        ),
+        Call::SetRole(user, role) => code(
+            client
+                .update_participant_role(pb::UpdateParticipantRoleRequest {
+                    conversation_id: id,
+                    user_id: user.to_owned(),
+                    role: role.into(),
+                })
+                .await,
+        ),
+        Call::Remove(user) => code(
+            client
+                .remove_participant(pb::RemoveParticipantRequest {
+                    conversation_id: id,
+                    user_id: user.to_owned(),
+                })
+                .await,
+        ),
+        Call::Archive => code(
+            client
+                .archive_conversation(pb::ArchiveConversationRequest {
+                    conversation_id: id,
+                })
+                .await,
+        ),
+        Call::Unarchive => code(
+            client
+                .unarchive_conversation(pb::UnarchiveConversationRequest {
+                    conversation_id: id,
+                })
+                .await,
+        ),
+        Call::Transfer(user) => code(
+            client
+                .transfer_ownership(pb::TransferOwnershipRequest {
+                    conversation_id: id,
+                    new_owner_id: user.to_owned(),
+                })
+                .await,
+        ),
+        Call::Delete => code(
+            client
+                .delete_conversation(pb::DeleteConversationRequest {
+                    conversation_id: id,
+                })
+                .await,
+        ),
+        Call::Undelete => code(
+            client
+                .undelete_conversation(pb::UndeleteConversationRequest {
+                    conversation_id: id,
+                })
+                .await,
+        ),
+    }
+}
+
+/// The role matrix over gRPC, as a table: who makes which call, in this order, and the code
+/// each gets. The team is alice (OWNER), ada (ADMIN), mia (MEMBER), vic (VIEWER); olga is not
+/// in it, and root is a tenant administrator.
+const MATRIX: &[(&str, Call, Code)] = &[
+    // Update: OWNER and ADMIN; MEMBER and VIEWER denied; outsiders cannot see it.
+    ("alice", Call::Update, Code::Ok),
+    ("ada", Call::Update, Code::Ok),
+    ("mia", Call::Update, Code::PermissionDenied),
+    ("vic", Call::Update, Code::PermissionDenied),
+    ("olga", Call::Update, Code::NotFound),
+    // Reading: every participant; outsiders get NOT_FOUND.
+    ("alice", Call::Get, Code::Ok),
+    ("ada", Call::Get, Code::Ok),
+    ("mia", Call::Get, Code::Ok),
+    ("vic", Call::Get, Code::Ok),
+    ("alice", Call::ListParticipants, Code::Ok),
+    ("ada", Call::ListParticipants, Code::Ok),
+    ("mia", Call::ListParticipants, Code::Ok),
+    ("vic", Call::ListParticipants, Code::Ok),
+    ("olga", Call::Get, Code::NotFound),
+    ("olga", Call::ListParticipants, Code::NotFound),
+    // Adding: ADMIN adds MEMBER and VIEWER but not ADMIN; OWNER adds ADMIN; others cannot.
+    ("ada", Call::Add("m1", Role::Member), Code::Ok),
+    ("ada", Call::Add("v1", Role::Viewer), Code::Ok),
+    ("ada", Call::Add("a1", Role::Admin), Code::PermissionDenied),
+    ("alice", Call::Add("a1", Role::Admin), Code::Ok),
+    ("mia", Call::Add("m2", Role::Member), Code::PermissionDenied),
+    ("vic", Call::Add("m2", Role::Member), Code::PermissionDenied),
+    // Roles: ADMIN moves MEMBER <-> VIEWER only; OWNER promotes; nobody re-roles the owner.
+    ("ada", Call::SetRole("m1", Role::Viewer), Code::Ok),
+    (
+        "ada",
+        Call::SetRole("m1", Role::Admin),
+        Code::PermissionDenied,
+    ),
+    (
+        "ada",
+        Call::SetRole("a1", Role::Member),
+        Code::PermissionDenied,
+    ),
+    (
+        "mia",
+        Call::SetRole("v1", Role::Member),
+        Code::PermissionDenied,
+    ),
+    ("alice", Call::SetRole("m1", Role::Admin), Code::Ok),
+    (
+        "alice",
+        Call::SetRole("alice", Role::Member),
+        Code::PermissionDenied,
+    ),
+    (
+        "alice",
+        Call::SetRole("nobody", Role::Member),
+        Code::NotFound,
+    ),
+    // Removing: ADMIN removes MEMBER/VIEWER, not ADMIN; OWNER removes ADMIN; MEMBER cannot.
+    ("mia", Call::Remove("v1"), Code::PermissionDenied),
+    ("ada", Call::Remove("v1"), Code::Ok),
+    ("ada", Call::Remove("a1"), Code::PermissionDenied),
+    ("alice", Call::Remove("a1"), Code::Ok),
+    ("ada", Call::Remove("alice"), Code::PermissionDenied),
+    ("alice", Call::Remove("v1"), Code::NotFound),
+    // Archive: ADMIN and OWNER. Delete and transfer: OWNER only.
+    ("mia", Call::Archive, Code::PermissionDenied),
+    ("ada", Call::Archive, Code::Ok),
+    ("ada", Call::Unarchive, Code::Ok),
+    ("ada", Call::Transfer("mia"), Code::PermissionDenied),
+    ("ada", Call::Delete, Code::PermissionDenied),
+    ("mia", Call::Delete, Code::PermissionDenied),
+    // A tenant administrator acts as an owner anywhere in its tenant.
+    ("root", Call::Update, Code::Ok),
+    ("alice", Call::Delete, Code::Ok),
+    ("root", Call::Undelete, Code::Ok),
+];
+
 async fn role_matrix_over_grpc(backend: Backend) {
     let harness = ConversationHarness::start(backend).await;
     let id = team(&harness).await;
-    let update = |title: &str| pb::UpdateConversationRequest {
-        conversation: Some(pb::Conversation {
-            conversation_id: id.clone(),
-            title: title.to_owned(),
-            ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["title".to_owned()],
-        }),
-        etag: String::new(),
-    };
-    let add = |user: &str, role: Role| pb::AddParticipantsRequest {
-        conversation_id: id.clone(),
-        participants: vec![pb::ParticipantSpec {
-            user_id: user.to_owned(),
-            role: role.into(),
-        }],
-    };
-    let set_role = |user: &str, role: Role| pb::UpdateParticipantRoleRequest {
-        conversation_id: id.clone(),
-        user_id: user.to_owned(),
-        role: role.into(),
-    };
-    let (mut owner, mut admin, mut member, mut viewer, mut outsider) = (
-        harness.client(TENANT, "alice"),
-        harness.client(TENANT, "ada"),
-        harness.client(TENANT, "mia"),
-        harness.client(TENANT, "vic"),
-        harness.client(TENANT, "olga"),
-    );
-
-    // Update: OWNER and ADMIN; MEMBER and VIEWER denied; outsiders cannot see it.
-    assert_eq!(
-        code(owner.update_conversation(update("by owner")).await),
-        Code::Ok
-    );
-    assert_eq!(
-        code(admin.update_conversation(update("by admin")).await),
-        Code::Ok
-    );
-    assert_eq!(
-        code(member.update_conversation(update("by member")).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(viewer.update_conversation(update("by viewer")).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(outsider.update_conversation(update("by outsider")).await),
-        Code::NotFound
-    );
-
-    // Reading: every participant; outsiders get NOT_FOUND.
-    for client in [&mut owner, &mut admin, &mut member, &mut viewer] {
-        assert_eq!(
-            code(
-                client
-                    .get_conversation(pb::GetConversationRequest {
-                        conversation_id: id.clone()
-                    })
-                    .await
-            ),
-            Code::Ok
-        );
-        let request = pb::ListParticipantsRequest {
-            conversation_id: id.clone(),
-            ..Default::default()
+    for (step, (user, call, expected)) in MATRIX.iter().enumerate() {
+        let mut client = if *user == "root" {
+            harness.client_with_roles(TENANT, user, &["admin"])
+        } else {
+            harness.client(TENANT, user)
         };
-        assert_eq!(code(client.list_participants(request).await), Code::Ok);
+        let got = make(&mut client, &id, *call).await;
+        assert_eq!(got, *expected, "step {step}: {user} {call:?}");
     }
-    assert_eq!(
-        code(
-            outsider
-                .list_participants(pb::ListParticipantsRequest {
-                    conversation_id: id.clone(),
-                    ..Default::default()
-                })
-                .await
-        ),
-        Code::NotFound
-    );
-
-    // Adding: ADMIN adds MEMBER and VIEWER but not ADMIN; OWNER adds ADMIN; others cannot add.
-    assert_eq!(
-        code(admin.add_participants(add("m1", Role::Member)).await),
-        Code::Ok
-    );
-    assert_eq!(
-        code(admin.add_participants(add("v1", Role::Viewer)).await),
-        Code::Ok
-    );
-    assert_eq!(
-        code(admin.add_participants(add("a1", Role::Admin)).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(owner.add_participants(add("a1", Role::Admin)).await),
-        Code::Ok
-    );
-    assert_eq!(
-        code(member.add_participants(add("m2", Role::Member)).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(viewer.add_participants(add("m2", Role::Member)).await),
-        Code::PermissionDenied
-    );
+    let mut owner = harness.client(TENANT, "alice");
     // Adding someone already present leaves them as they are.
     let again = owner
-        .add_participants(add("m1", Role::Admin))
+        .add_participants(pb::AddParticipantsRequest {
+            conversation_id: id.clone(),
+            participants: vec![pb::ParticipantSpec {
+                user_id: "m1".to_owned(),
+                role: Role::Viewer.into(),
+            }],
+        })
         .await
         .expect("add")
         .into_inner();
-    assert_eq!(again.participants[0].role, Role::Member as i32);
-
-    // Roles: ADMIN moves MEMBER <-> VIEWER only; OWNER promotes; nobody re-roles the owner.
-    assert_eq!(
-        code(
-            admin
-                .update_participant_role(set_role("m1", Role::Viewer))
-                .await
-        ),
-        Code::Ok
-    );
-    assert_eq!(
-        code(
-            admin
-                .update_participant_role(set_role("m1", Role::Admin))
-                .await
-        ),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(
-            admin
-                .update_participant_role(set_role("a1", Role::Member))
-                .await
-        ),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(
-            member
-                .update_participant_role(set_role("v1", Role::Member))
-                .await
-        ),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(
-            owner
-                .update_participant_role(set_role("m1", Role::Admin))
-                .await
-        ),
-        Code::Ok
-    );
-    assert_eq!(
-        code(
-            owner
-                .update_participant_role(set_role("alice", Role::Member))
-                .await
-        ),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(
-            owner
-                .update_participant_role(set_role("nobody", Role::Member))
-                .await
-        ),
-        Code::NotFound
-    );
-
-    // Removing: ADMIN removes MEMBER/VIEWER, not ADMIN; OWNER removes ADMIN; MEMBER cannot.
-    let remove = |user: &str| pb::RemoveParticipantRequest {
-        conversation_id: id.clone(),
-        user_id: user.to_owned(),
-    };
-    assert_eq!(
-        code(member.remove_participant(remove("v1")).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(code(admin.remove_participant(remove("v1")).await), Code::Ok);
-    assert_eq!(
-        code(admin.remove_participant(remove("a1")).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(code(owner.remove_participant(remove("a1")).await), Code::Ok);
-    assert_eq!(
-        code(admin.remove_participant(remove("alice")).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(owner.remove_participant(remove("v1")).await),
-        Code::NotFound
-    );
-    let count = owner
-        .get_conversation(pb::GetConversationRequest {
-            conversation_id: id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(
-        count.conversation.expect("c").participant_count,
-        5,
-        "alice ada mia vic m1"
-    );
-
-    // Archive: ADMIN and OWNER. Delete and transfer: OWNER only.
-    assert_eq!(
-        code(
-            member
-                .archive_conversation(pb::ArchiveConversationRequest {
-                    conversation_id: id.clone()
-                })
-                .await
-        ),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(
-            admin
-                .archive_conversation(pb::ArchiveConversationRequest {
-                    conversation_id: id.clone()
-                })
-                .await
-        ),
-        Code::Ok
-    );
-    assert_eq!(
-        code(
-            admin
-                .unarchive_conversation(pb::UnarchiveConversationRequest {
-                    conversation_id: id.clone()
-                })
-                .await
-        ),
-        Code::Ok
-    );
-    let transfer = pb::TransferOwnershipRequest {
-        conversation_id: id.clone(),
-        new_owner_id: "mia".to_owned(),
-    };
-    assert_eq!(
-        code(admin.transfer_ownership(transfer.clone()).await),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(
-            admin
-                .delete_conversation(pb::DeleteConversationRequest {
-                    conversation_id: id.clone()
-                })
-                .await
-        ),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        code(
-            member
-                .delete_conversation(pb::DeleteConversationRequest {
-                    conversation_id: id.clone()
-                })
-                .await
-        ),
-        Code::PermissionDenied
-    );
-
-    // A tenant administrator acts as an owner anywhere in its tenant.
-    let mut tenant_admin = harness.client_with_roles(TENANT, "root", &["admin"]);
-    assert_eq!(
-        code(
-            tenant_admin
-                .update_conversation(update("by tenant admin"))
-                .await
-        ),
-        Code::Ok
-    );
-    assert_eq!(
-        code(
-            owner
-                .delete_conversation(pb::DeleteConversationRequest {
-                    conversation_id: id.clone()
-                })
-                .await
-        ),
-        Code::Ok
-    );
-    assert_eq!(
-        code(
-            tenant_admin
-                .undelete_conversation(pb::UndeleteConversationRequest {
-                    conversation_id: id.clone()
-                })
-                .await
-        ),
-        Code::Ok
-    );
-
-    // The audit trail is on the resource: who changed it last.
+    assert_eq!(again.participants[0].role, Role::Admin as i32);
+    // The audit trail is on the resource: who changed it last, and how many are left.
     let seen = owner
         .get_conversation(pb::GetConversationRequest {
             conversation_id: id,
         })
         .await
         .expect("get")
-        .into_inner();
-    assert_eq!(seen.conversation.expect("c").updater_id, "root");
+        .into_inner()
+        .conversation
+        .expect("conversation");
+    assert_eq!(seen.updater_id, "root");
+    assert_eq!(seen.participant_count, 5, "alice ada mia vic m1");
 }
 
 async fn check_permission_matches_the_matrix(backend: Backend) {

@@ -90,7 +90,7 @@ pub async fn run(
     let store = store::SqlStore::new(db, keys, bus);
     let app = Messages::new(
         Arc::new(store),
-        gate,
+        Arc::new(gate),
         Policy {
             max_body_bytes: service.max_body_bytes,
             edit_window: service.edit_window,

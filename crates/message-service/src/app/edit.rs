@@ -4,8 +4,8 @@ use messaging_platform::{ApiResult, Caller, pagination};
 use uuid::Uuid;
 
 use super::{Messages, not_found};
+use crate::domain::Action;
 use crate::domain::{Edit, MessageView, Revision};
-use crate::peer::Action;
 
 impl Messages {
     /// UpdateMessage: the author edits within the edit window; the old content becomes a

@@ -15,9 +15,10 @@ use std::time::Duration;
 use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
 use uuid::Uuid;
 
+use crate::domain::Action;
 use crate::domain::{Message, MessageView};
 use crate::limits::Limits;
-use crate::peer::{Action, ConversationGate};
+use crate::peer::Permissions;
 use crate::store::Store;
 
 pub use read::{ListRequest, MessagePage, Start};
@@ -39,7 +40,7 @@ pub struct Policy {
 #[derive(Debug, Clone)]
 pub struct Messages {
     store: Arc<dyn Store>,
-    gate: ConversationGate,
+    gate: Arc<dyn Permissions>,
     policy: Policy,
     limits: Arc<Limits>,
 }
@@ -52,7 +53,7 @@ impl Messages {
     /// The use cases over `store`, asking `gate` for permissions.
     pub fn new(
         store: Arc<dyn Store>,
-        gate: ConversationGate,
+        gate: Arc<dyn Permissions>,
         policy: Policy,
         limits: Arc<Limits>,
     ) -> Self {

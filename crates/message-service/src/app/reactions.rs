@@ -6,8 +6,8 @@ use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use uuid::Uuid;
 
 use super::{Messages, not_found};
+use crate::domain::Action;
 use crate::domain::{Reaction, ReactionSummary};
-use crate::peer::Action;
 
 impl Messages {
     /// AddReaction (`add`) and RemoveReaction; both idempotent. Returns the message's

@@ -4,8 +4,8 @@ use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use uuid::Uuid;
 
 use super::{Messages, not_found};
+use crate::domain::Action;
 use crate::domain::{Message, MessageFilter, MessageView, ReadState, Unread};
-use crate::peer::Action;
 use crate::store::SequenceRange;
 
 /// Where a listing starts.

@@ -3,8 +3,8 @@
 use messaging_platform::{ApiResult, Caller};
 
 use super::Messages;
+use crate::domain::Action;
 use crate::domain::{MessageView, NewMessage};
-use crate::peer::Action;
 use crate::store::Sent;
 
 impl Messages {

@@ -2,6 +2,7 @@
 //! translated to and from these at the edges (`crate::store`, `crate::grpc`); the use cases
 //! (`crate::app`) speak only these.
 
+pub mod access;
 pub mod content;
 pub mod emoji;
 pub mod event;
@@ -10,6 +11,7 @@ pub mod message;
 pub mod metadata;
 pub mod text;
 
+pub use access::Action;
 pub use content::{Content, ContentKind};
 pub use event::MessageEvent;
 pub use filter::MessageFilter;

@@ -16,9 +16,10 @@ use std::time::Duration;
 use tonic::Status;
 use uuid::Uuid;
 
+use crate::domain::Action;
 use crate::events::{BusEvent, EventBus};
 use crate::limits::Limits;
-use crate::peer::{Action, ConversationGate};
+use crate::peer::ConversationGate;
 
 /// Stream tuning.
 #[derive(Debug, Clone)]

@@ -27,7 +27,10 @@ mod joined;
 
 use fence::run_fences;
 use joined::JoinedList;
-pub use pb::{Action, ConversationType, DenialReason, Role};
+use pb::Action as WireAction;
+pub use pb::{ConversationType, DenialReason, Role};
+
+use crate::domain::Action;
 
 /// What conversation-service said about one user, conversation and action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +213,7 @@ impl ConversationGate {
         user: &str,
         admin: bool,
         conversation: Uuid,
-        action: Action,
+        action: WireAction,
     ) -> ApiResult<Answer> {
         let answers = self
             .cache
@@ -295,6 +298,7 @@ impl ConversationGate {
         conversation: Uuid,
         action: Action,
     ) -> ApiResult<Role> {
+        let action = wire(action);
         match self
             .check(
                 &caller.tenant_id,
@@ -410,23 +414,99 @@ impl ConversationGate {
         conversation: Uuid,
     ) -> ApiResult<bool> {
         Ok(matches!(
-            self.check(tenant, user, false, conversation, Action::Read).await?,
+            self.check(tenant, user, false, conversation, WireAction::Read).await?,
             Answer::Decided { role, .. } if role != Role::Unspecified
         ))
     }
 }
 
-fn action_verb(action: Action) -> &'static str {
+/// A use case's action as conversation-service names it.
+fn wire(action: Action) -> WireAction {
     match action {
-        Action::Read | Action::Unspecified => "read",
-        Action::Post => "post",
-        Action::React => "react",
-        Action::Moderate => "moderate",
-        Action::ManageParticipants => "manage participants",
-        Action::Update => "update the conversation",
-        Action::Archive => "archive",
-        Action::Delete => "delete the conversation",
-        Action::TransferOwnership => "transfer ownership",
+        Action::Read => WireAction::Read,
+        Action::Post => WireAction::Post,
+        Action::React => WireAction::React,
+        Action::Moderate => WireAction::Moderate,
+    }
+}
+
+/// What the use cases need from conversation-service: permission checks after a fence, and
+/// the conversations a user participates in. [`ConversationGate`] is the gRPC implementation.
+#[async_trait::async_trait]
+pub trait Permissions: Send + Sync + std::fmt::Debug {
+    /// Waits until every change conversation-service acknowledged before the call is visible
+    /// here (see [`ConversationGate::fence`]).
+    async fn fence(&self) -> ApiResult<()>;
+
+    /// Requires that `caller` may perform `action` in `conversation`, after a fence: NOT_FOUND
+    /// when the conversation is invisible to it, PERMISSION_DENIED when its role is too low,
+    /// FAILED_PRECONDITION when archived.
+    async fn require(&self, caller: &Caller, conversation: Uuid, action: Action) -> ApiResult<()>;
+
+    /// [`Permissions::require`] when the caller fenced already.
+    async fn require_fenced(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        action: Action,
+    ) -> ApiResult<()>;
+
+    /// Whether `user` participates in `conversation`.
+    async fn is_participant(&self, tenant: &str, user: &str, conversation: Uuid)
+    -> ApiResult<bool>;
+
+    /// Every conversation `caller` participates in, at most `limit`, after a fence.
+    async fn joined_conversations(&self, caller: &Caller, limit: usize) -> ApiResult<Vec<Uuid>>;
+}
+
+#[async_trait::async_trait]
+impl Permissions for ConversationGate {
+    async fn fence(&self) -> ApiResult<()> {
+        ConversationGate::fence(self).await
+    }
+
+    async fn require(&self, caller: &Caller, conversation: Uuid, action: Action) -> ApiResult<()> {
+        ConversationGate::require(self, caller, conversation, action)
+            .await
+            .map(|_| ())
+    }
+
+    async fn require_fenced(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        action: Action,
+    ) -> ApiResult<()> {
+        ConversationGate::require_fenced(self, caller, conversation, action)
+            .await
+            .map(|_| ())
+    }
+
+    async fn is_participant(
+        &self,
+        tenant: &str,
+        user: &str,
+        conversation: Uuid,
+    ) -> ApiResult<bool> {
+        ConversationGate::is_participant(self, tenant, user, conversation).await
+    }
+
+    async fn joined_conversations(&self, caller: &Caller, limit: usize) -> ApiResult<Vec<Uuid>> {
+        ConversationGate::joined_conversations(self, caller, limit).await
+    }
+}
+
+fn action_verb(action: WireAction) -> &'static str {
+    match action {
+        WireAction::Read | WireAction::Unspecified => "read",
+        WireAction::Post => "post",
+        WireAction::React => "react",
+        WireAction::Moderate => "moderate",
+        WireAction::ManageParticipants => "manage participants",
+        WireAction::Update => "update the conversation",
+        WireAction::Archive => "archive",
+        WireAction::Delete => "delete the conversation",
+        WireAction::TransferOwnership => "transfer ownership",
     }
 }
 

@@ -18,6 +18,7 @@ use tonic::Code;
 
 backend_tests!(
     grants_are_usable_on_message_service_at_once,
+    mentions_follow_membership_at_once,
     revocations_apply_on_message_service_at_once,
     tenant_administrators_may_do_what_owners_may,
     star_is_never_a_users_tenant,
@@ -60,6 +61,52 @@ fn query_in(conversation: &str, words: &str) -> pb::SearchMessagesRequest {
         query: words.to_owned(),
         conversation_ids: vec![conversation.to_owned()],
         ..Default::default()
+    }
+}
+
+/// Mentions are checked against the participant projection (one query for all of them): a user
+/// added by conversation-service may be mentioned at once, and a removed one may not.
+async fn mentions_follow_membership_at_once(backend: Backend) {
+    let harness = harness(backend).await;
+    let mut alice = harness.conversations.client(TENANT, "alice");
+    let mut alice_messages = harness.client(TENANT, "alice");
+    let group = create_group(&mut alice, "Mentions", &[("bob", Role::Member)]).await;
+    let mention = |users: &[&str]| pb::SendMessageRequest {
+        mention_ids: users.iter().map(|user| (*user).to_owned()).collect(),
+        ..text_message(&group, "hello")
+    };
+    for attempt in 0..TRIES {
+        let user = format!("dan{attempt}");
+        let refused = alice_messages
+            .send_message(mention(&["bob", &user]))
+            .await
+            .expect_err("not a participant yet");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(messaging_e2e::violated_fields(&refused), ["mention_ids[1]"]);
+        alice
+            .add_participants(conversation::AddParticipantsRequest {
+                conversation_id: group.clone(),
+                participants: vec![conversation::ParticipantSpec {
+                    user_id: user.clone(),
+                    role: Role::Member.into(),
+                }],
+            })
+            .await
+            .expect("add");
+        let sent = alice_messages
+            .send_message(mention(&["bob", &user]))
+            .await
+            .expect("a participant added before the send may be mentioned")
+            .into_inner()
+            .message
+            .expect("message");
+        assert_eq!(sent.mention_ids, ["bob".to_owned(), user.clone()]);
+        remove_participant(&mut alice, &group, &user).await;
+        let refused = alice_messages
+            .send_message(mention(&[&user]))
+            .await
+            .expect_err("removed before the send");
+        assert_eq!(messaging_e2e::violated_fields(&refused), ["mention_ids[0]"]);
     }
 }
 

@@ -511,27 +511,8 @@ async fn corrupt_rows_are_reported_not_guessed(backend: Backend) {
     } = fixture(backend).await;
     let at = messaging_platform::time::now();
     let group = conversation(&TENANT, Kind::Group, "Team", at);
-    let mut row = conversation_service::store::ConversationRow {
-        id: group.id,
-        tenant_id: group.tenant_id.clone(),
-        kind: "bogus".to_owned(),
-        title: group.title.clone(),
-        description: String::new(),
-        direct_key: None,
-        create_request_id: None,
-        create_request_hash: None,
-        creator_id: "alice".to_owned(),
-        created_at: at,
-        updater_id: "alice".to_owned(),
-        updated_at: at,
-        last_activity_at: at,
-        archived_at: None,
-        archiver_id: None,
-        deleted_at: None,
-        deleter_id: None,
-        participant_count: 0,
-        version: 1,
-    };
+    let mut row = conversation_service::store::rows::conversation_row(&group);
+    row.kind = "bogus".to_owned();
     conversation_service::store::queries::insert_conversation(&db, row.clone())
         .await
         .expect("raw insert");
@@ -544,16 +525,14 @@ async fn corrupt_rows_are_reported_not_guessed(backend: Backend) {
     conversation_service::store::queries::save_conversation(&db, row)
         .await
         .expect("repair");
-    let participant = conversation_service::store::ParticipantRow {
-        tenant_id: group.tenant_id.clone(),
-        conversation_id: group.id,
-        user_id: "bob".to_owned(),
-        role: "emperor".to_owned(),
-        joined_at: at,
-        inviter_id: "alice".to_owned(),
-        role_updated_at: at,
-        role_updater_id: "alice".to_owned(),
-    };
+    let mut participant = conversation_service::store::rows::participant_row(&Participant::new(
+        &group,
+        "bob",
+        Role::Member,
+        "alice",
+        at,
+    ));
+    participant.role = "emperor".to_owned();
     conversation_service::store::queries::insert_participants(&db, vec![participant])
         .await
         .expect("raw insert");

@@ -56,6 +56,21 @@ pub fn decode<K: DeserializeOwned>(
         .map_err(|violation| crate::ApiError::InvalidArgument(vec![violation]))
 }
 
+/// [`decode`] of a keyset position `(time, key)` that was encoded with the time in
+/// microseconds since the epoch (`(time.timestamp_micros(), key)`).
+pub fn decode_timed<K: DeserializeOwned>(
+    field: &str,
+    token: &str,
+    fingerprint: &str,
+) -> crate::ApiResult<Option<(chrono::DateTime<chrono::Utc>, K)>> {
+    match decode::<(i64, K)>(field, token, fingerprint)? {
+        Some((micros, key)) => chrono::DateTime::from_timestamp_micros(micros)
+            .map(|time| Some((time, key)))
+            .ok_or_else(|| crate::ApiError::invalid(field, "is not a valid page token")),
+        None => Ok(None),
+    }
+}
+
 /// Turns rows fetched with a limit of `page_size + 1` into the page and the token of the next
 /// page (empty when there is none), keyed by `key` of the page's last row.
 pub fn finish<T, K: Serialize>(

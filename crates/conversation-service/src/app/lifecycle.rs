@@ -1,13 +1,12 @@
 //! CreateConversation, GetConversation, ListConversations, UpdateConversation, Archive and
 //! Unarchive, Delete and Undelete, and the purge of conversations past their undelete window.
 
-use chrono::DateTime;
 use messaging_platform::time::now;
 use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ConversationView, Conversations, not_found};
+use super::{Audit, ConversationView, Conversations, not_found};
 use super::{ListRequest, NewConversation};
 use crate::domain::permissions::Action;
 use crate::domain::{self, ConversationEvent, Kind, Role};
@@ -202,16 +201,8 @@ impl Conversations {
             &format!("{:?}", filter.membership),
             &format!("{:?}", filter.archived),
         ]);
-        let after: Option<(i64, Uuid)> =
-            pagination::decode("page_token", &request.page_token, &fingerprint)?;
-        let after = match after {
-            Some((micros, id)) => Some((
-                DateTime::from_timestamp_micros(micros)
-                    .ok_or_else(|| ApiError::invalid("page_token", "is not a valid page token"))?,
-                id,
-            )),
-            None => None,
-        };
+        let after =
+            pagination::decode_timed::<Uuid>("page_token", &request.page_token, &fingerprint)?;
         let rows = self
             .store
             .conversations(
@@ -279,26 +270,24 @@ impl Conversations {
         let at = now();
         loaded.row.touch(&caller.user_id, at);
         let details = json!({"title": loaded.row.title, "description": loaded.row.description});
-        transaction
-            .audit(
-                &loaded.row,
-                &caller.user_id,
-                "conversation.updated",
-                None,
-                details,
-                at,
-            )
-            .await?;
         let event = ConversationEvent::Updated {
             title: &loaded.row.title,
             archived: loaded.row.archived_at.is_some(),
         };
-        transaction
-            .event(&loaded.row, &caller.user_id, at, &event)
+        loaded.row = self
+            .finish(
+                transaction,
+                &loaded.row,
+                caller,
+                at,
+                Audit {
+                    action: "conversation.updated",
+                    subject: None,
+                    details,
+                },
+                event,
+            )
             .await?;
-        loaded.row = transaction.save_conversation(&loaded.row).await?;
-        transaction.commit().await?;
-        self.bus.committed();
         loaded.view(None)
     }
 
@@ -351,26 +340,24 @@ impl Conversations {
         // Frees the pair, so the two users can start a new DIRECT conversation meanwhile.
         loaded.row.direct_key = None;
         loaded.row.touch(&caller.user_id, at);
-        transaction
-            .audit(
-                &loaded.row,
-                &caller.user_id,
-                "conversation.deleted",
-                None,
-                json!({}),
-                at,
-            )
-            .await?;
         let event = ConversationEvent::Deleted {
             title: &loaded.row.title,
             archived: loaded.row.archived_at.is_some(),
         };
-        transaction
-            .event(&loaded.row, &caller.user_id, at, &event)
+        loaded.row = self
+            .finish(
+                transaction,
+                &loaded.row,
+                caller,
+                at,
+                Audit {
+                    action: "conversation.deleted",
+                    subject: None,
+                    details: json!({}),
+                },
+                event,
+            )
             .await?;
-        loaded.row = transaction.save_conversation(&loaded.row).await?;
-        transaction.commit().await?;
-        self.bus.committed();
         let purge_time = at + self.window();
         loaded.view(Some(purge_time))
     }

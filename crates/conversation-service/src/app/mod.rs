@@ -18,9 +18,9 @@ use messaging_platform::{ApiError, ApiResult, Caller};
 use uuid::Uuid;
 
 use crate::domain::permissions::{self, Action, Denial};
-use crate::domain::{Conversation, Participant};
+use crate::domain::{Conversation, ConversationEvent, Participant};
 use crate::domain::{Kind, Role};
-use crate::store::{ConversationFilter, ConversationReads, ConversationStore};
+use crate::store::{ConversationFilter, ConversationReads, ConversationStore, ConversationTx};
 
 /// Limits and windows the use cases enforce.
 #[derive(Debug, Clone)]
@@ -157,6 +157,16 @@ impl Loaded {
     }
 }
 
+/// The audit row of a change.
+struct Audit<'a> {
+    /// What was done (`conversation.updated`, `participant.removed`, ...).
+    action: &'a str,
+    /// To whom, for participant changes.
+    subject: Option<&'a str>,
+    /// What changed.
+    details: serde_json::Value,
+}
+
 fn not_found() -> ApiError {
     ApiError::NotFound("conversation")
 }
@@ -170,6 +180,37 @@ impl Conversations {
     /// The in-process event bus.
     pub fn bus(&self) -> &EventBus {
         &self.bus
+    }
+
+    /// Ends a change to `conversation` made by `caller` at `at`: writes its audit row and its
+    /// event, saves the conversation, commits and wakes the relay. Returns the conversation as
+    /// stored.
+    async fn finish(
+        &self,
+        transaction: Box<dyn ConversationTx>,
+        conversation: &Conversation,
+        caller: &Caller,
+        at: DateTime<Utc>,
+        audit: Audit<'_>,
+        event: ConversationEvent<'_>,
+    ) -> ApiResult<Conversation> {
+        transaction
+            .audit(
+                conversation,
+                &caller.user_id,
+                audit.action,
+                audit.subject,
+                audit.details,
+                at,
+            )
+            .await?;
+        transaction
+            .event(conversation, &caller.user_id, at, &event)
+            .await?;
+        let saved = transaction.save_conversation(conversation).await?;
+        transaction.commit().await?;
+        self.bus.committed();
+        Ok(saved)
     }
 
     fn window(&self) -> chrono::Duration {

@@ -1,13 +1,12 @@
 //! AddParticipants, RemoveParticipant, UpdateParticipantRole, ListParticipants,
 //! JoinConversation, LeaveConversation and TransferOwnership.
 
-use chrono::DateTime;
 use messaging_platform::time::now;
 use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ConversationView, Conversations};
+use super::{Audit, ConversationView, Conversations};
 use crate::domain::Participant;
 use crate::domain::permissions::{self, Action};
 use crate::domain::{ConversationEvent, Kind, Role};
@@ -111,23 +110,21 @@ impl Conversations {
         transaction.delete_participant(&target).await?;
         loaded.row.participant_count -= 1;
         loaded.row.touch(&caller.user_id, at);
-        transaction
-            .audit(
+        let event = ConversationEvent::ParticipantRemoved { user };
+        loaded.row = self
+            .finish(
+                transaction,
                 &loaded.row,
-                &caller.user_id,
-                "participant.removed",
-                Some(user),
-                json!({}),
+                caller,
                 at,
+                Audit {
+                    action: "participant.removed",
+                    subject: Some(user),
+                    details: json!({}),
+                },
+                event,
             )
             .await?;
-        let event = ConversationEvent::ParticipantRemoved { user };
-        transaction
-            .event(&loaded.row, &caller.user_id, at, &event)
-            .await?;
-        loaded.row = transaction.save_conversation(&loaded.row).await?;
-        transaction.commit().await?;
-        self.bus.committed();
         loaded.view(None)
     }
 
@@ -164,23 +161,20 @@ impl Conversations {
             .set_role(&target, role, &caller.user_id, at)
             .await?;
         loaded.row.touch(&caller.user_id, at);
-        transaction
-            .audit(
-                &loaded.row,
-                &caller.user_id,
-                "participant.role_changed",
-                Some(user),
-                json!({"from": current.as_str(), "to": role.as_str()}),
-                at,
-            )
-            .await?;
         let event = ConversationEvent::RoleChanged { user, role };
-        transaction
-            .event(&loaded.row, &caller.user_id, at, &event)
-            .await?;
-        transaction.save_conversation(&loaded.row).await?;
-        transaction.commit().await?;
-        self.bus.committed();
+        self.finish(
+            transaction,
+            &loaded.row,
+            caller,
+            at,
+            Audit {
+                action: "participant.role_changed",
+                subject: Some(user),
+                details: json!({"from": current.as_str(), "to": role.as_str()}),
+            },
+            event,
+        )
+        .await?;
         Ok(updated)
     }
 
@@ -199,16 +193,7 @@ impl Conversations {
         role_names.dedup();
         let fingerprint =
             pagination::fingerprint(&["participants", &id.to_string(), &role_names.join(",")]);
-        let after: Option<(i64, String)> =
-            pagination::decode("page_token", page_token, &fingerprint)?;
-        let after = match after {
-            Some((micros, user)) => Some((
-                DateTime::from_timestamp_micros(micros)
-                    .ok_or_else(|| ApiError::invalid("page_token", "is not a valid page token"))?,
-                user,
-            )),
-            None => None,
-        };
+        let after = pagination::decode_timed::<String>("page_token", page_token, &fingerprint)?;
         let rows = self
             .store
             .participants(
@@ -263,26 +248,23 @@ impl Conversations {
             .await?;
         loaded.row.participant_count += 1;
         loaded.row.touch(&caller.user_id, at);
-        transaction
-            .audit(
-                &loaded.row,
-                &caller.user_id,
-                "participant.joined",
-                Some(&caller.user_id),
-                json!({}),
-                at,
-            )
-            .await?;
         let event = ConversationEvent::ParticipantAdded {
             user: &caller.user_id,
             role: Role::Member,
         };
-        transaction
-            .event(&loaded.row, &caller.user_id, at, &event)
-            .await?;
-        transaction.save_conversation(&loaded.row).await?;
-        transaction.commit().await?;
-        self.bus.committed();
+        self.finish(
+            transaction,
+            &loaded.row,
+            caller,
+            at,
+            Audit {
+                action: "participant.joined",
+                subject: Some(&caller.user_id),
+                details: json!({}),
+            },
+            event,
+        )
+        .await?;
         Ok(row)
     }
 
@@ -309,25 +291,23 @@ impl Conversations {
         transaction.delete_participant(&participant).await?;
         loaded.row.participant_count -= 1;
         loaded.row.touch(&caller.user_id, at);
-        transaction
-            .audit(
-                &loaded.row,
-                &caller.user_id,
-                "participant.left",
-                Some(&caller.user_id),
-                json!({}),
-                at,
-            )
-            .await?;
         let event = ConversationEvent::ParticipantRemoved {
             user: &caller.user_id,
         };
-        transaction
-            .event(&loaded.row, &caller.user_id, at, &event)
+        loaded.row = self
+            .finish(
+                transaction,
+                &loaded.row,
+                caller,
+                at,
+                Audit {
+                    action: "participant.left",
+                    subject: Some(&caller.user_id),
+                    details: json!({}),
+                },
+                event,
+            )
             .await?;
-        loaded.row = transaction.save_conversation(&loaded.row).await?;
-        transaction.commit().await?;
-        self.bus.committed();
         loaded.participant = None;
         loaded.view(None)
     }

@@ -10,7 +10,7 @@
 pub mod entity;
 pub mod migration;
 pub mod queries;
-mod rows;
+pub mod rows;
 
 use chrono::{DateTime, Utc};
 use messaging_platform::config::DatabaseSettings;

@@ -51,15 +51,10 @@ impl Messages {
         id: Uuid,
     ) -> ApiResult<MessageView> {
         self.limits.check_write(caller)?;
-        self.gate
-            .require(caller, conversation, Action::Read)
-            .await?;
         let tenant = &caller.tenant_id;
         let existing = self
-            .store
-            .message(tenant, conversation, id)
-            .await?
-            .ok_or_else(not_found)?;
+            .permitted_message(caller, conversation, id, Action::Read)
+            .await?;
         let action = if existing.sender == caller.user_id {
             Action::Post
         } else {
@@ -83,15 +78,10 @@ impl Messages {
         page_size: u64,
         page_token: &str,
     ) -> ApiResult<(Vec<Revision>, String)> {
-        self.gate
-            .require(caller, conversation, Action::Read)
-            .await?;
         let tenant = &caller.tenant_id;
         let message = self
-            .store
-            .message(tenant, conversation, id)
-            .await?
-            .ok_or_else(not_found)?;
+            .permitted_message(caller, conversation, id, Action::Read)
+            .await?;
         if message.sender != caller.user_id {
             self.gate
                 .require(caller, conversation, Action::Moderate)

@@ -70,6 +70,22 @@ impl Messages {
         &self.policy
     }
 
+    /// Message `id` of `conversation`, once `caller` was found allowed to `action` there
+    /// (after a fence); NOT_FOUND when there is no such message.
+    async fn permitted_message(
+        &self,
+        caller: &Caller,
+        conversation: Uuid,
+        id: Uuid,
+        action: Action,
+    ) -> ApiResult<Message> {
+        self.gate.require(caller, conversation, action).await?;
+        self.store
+            .message(&caller.tenant_id, conversation, id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
     /// `messages` with what `caller` sees of their reactions.
     async fn views(&self, caller: &Caller, messages: Vec<Message>) -> ApiResult<Vec<MessageView>> {
         let ids: Vec<Uuid> = messages.iter().map(|message| message.id).collect();

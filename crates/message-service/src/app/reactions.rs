@@ -5,7 +5,7 @@ use messaging_platform::time::now;
 use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use uuid::Uuid;
 
-use super::{Messages, not_found};
+use super::Messages;
 use crate::domain::Action;
 use crate::domain::{Reaction, ReactionSummary};
 
@@ -21,15 +21,10 @@ impl Messages {
         add: bool,
     ) -> ApiResult<Vec<ReactionSummary>> {
         self.limits.check_write(caller)?;
-        self.gate
-            .require(caller, conversation, Action::React)
-            .await?;
         let tenant = &caller.tenant_id;
         let message = self
-            .store
-            .message(tenant, conversation, id)
-            .await?
-            .ok_or_else(not_found)?;
+            .permitted_message(caller, conversation, id, Action::React)
+            .await?;
         if message.is_deleted() {
             return Err(ApiError::FailedPrecondition(
                 "the message is deleted".to_owned(),
@@ -56,14 +51,9 @@ impl Messages {
         page_size: u64,
         page_token: &str,
     ) -> ApiResult<(Vec<Reaction>, String)> {
-        self.gate
-            .require(caller, conversation, Action::Read)
+        self.permitted_message(caller, conversation, id, Action::Read)
             .await?;
         let tenant = &caller.tenant_id;
-        self.store
-            .message(tenant, conversation, id)
-            .await?
-            .ok_or_else(not_found)?;
         let fingerprint =
             pagination::fingerprint(&["reactions", &id.to_string(), emoji.unwrap_or("")]);
         let after: Option<(i64, String, String)> =

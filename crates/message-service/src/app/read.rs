@@ -3,7 +3,7 @@
 use messaging_platform::{ApiError, ApiResult, Caller, pagination};
 use uuid::Uuid;
 
-use super::{Messages, not_found};
+use super::Messages;
 use crate::domain::Action;
 use crate::domain::{Message, MessageFilter, MessageView, ReadState, Unread};
 use crate::store::SequenceRange;
@@ -88,14 +88,9 @@ impl Messages {
         conversation: Uuid,
         id: Uuid,
     ) -> ApiResult<MessageView> {
-        self.gate
-            .require(caller, conversation, Action::Read)
-            .await?;
         let message = self
-            .store
-            .message(&caller.tenant_id, conversation, id)
-            .await?
-            .ok_or_else(not_found)?;
+            .permitted_message(caller, conversation, id, Action::Read)
+            .await?;
         self.view(caller, message).await
     }
 

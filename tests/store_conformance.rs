@@ -84,7 +84,19 @@ async fn send(store: &SqlStore, tenant: &TenantId, sender: &str, new: &NewMessag
         .await
         .expect("send")
     {
-        Sent::New(message) => message,
+        Sent::New { message, rendered } => {
+            // The rendering the event carried is the message sent.
+            let wire = rendered.into_proto();
+            assert_eq!(
+                (wire.message_id, wire.sequence, wire.sender_id),
+                (
+                    message.id.to_string(),
+                    message.sequence,
+                    message.sender.clone()
+                )
+            );
+            message
+        }
         Sent::Retried { .. } => panic!("a new message was taken for a retry"),
     }
 }
@@ -156,7 +168,7 @@ async fn sends_are_numbered_and_retries_return_the_first(backend: Backend) {
             fingerprint,
             ..
         } => assert_ne!(stored_fingerprint, fingerprint),
-        Sent::New(_) => panic!("a reused request id stored a second message"),
+        Sent::New { .. } => panic!("a reused request id stored a second message"),
     }
     // The same request id from another sender is another request.
     send(&store, &TENANT, "bob", &first).await;

@@ -10,8 +10,33 @@ pub use messaging_platform::outbox::{
     run_relay, tenant_token,
 };
 
-use crate::domain::MessageEvent;
+use crate::domain::{Message, MessageEvent};
 use crate::grpc::response::{message_to_proto, reaction_to_proto, read_state_to_proto};
+
+/// A new message rendered for the wire once: the `message.created` event carries it, and
+/// SendMessage returns it, without converting the message a second time. Opaque to the use
+/// cases, which only pass it on.
+#[derive(Debug, Clone)]
+pub struct Rendered(Box<pb::Message>);
+
+impl Rendered {
+    /// `message` as it appears in its `message.created` event (no reactions yet).
+    pub fn of(message: &Message) -> Self {
+        Self(Box::new(message_to_proto(message, &[])))
+    }
+
+    /// The payload of the `message.created` event.
+    pub fn created(&self) -> pb::event::Payload {
+        pb::event::Payload::MessageCreated(pb::MessageCreated {
+            message: Some(self.0.as_ref().clone()),
+        })
+    }
+
+    /// The message for a response.
+    pub fn into_proto(self) -> pb::Message {
+        *self.0
+    }
+}
 
 /// Kinds of the events copied from conversation-service's stream into this service's outbox
 /// (so Subscribe delivers and replays them): conversation-service publishes those to NATS

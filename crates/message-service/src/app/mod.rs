@@ -23,6 +23,7 @@ use crate::store::Store;
 
 pub use read::{ListRequest, MessagePage, Start};
 pub use search::{MAX_SEARCH_TERMS, SearchHit, SearchRequest};
+pub use send::Sent;
 
 /// Most conversations GetUnreadCounts and SearchMessages cover in one call.
 pub const MAX_UNREAD_CONVERSATIONS: usize = 1_000;

@@ -5,14 +5,25 @@ use messaging_platform::{ApiResult, Caller};
 use super::Messages;
 use crate::domain::Action;
 use crate::domain::{MessageView, NewMessage};
-use crate::store::Sent;
+use crate::events::Rendered;
+use crate::store;
+
+/// What SendMessage answers.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The message as the caller sees it.
+    pub view: MessageView,
+    /// For a message this call stored: the message as its event carried it, which the response
+    /// returns as is (a retry has none: its message may have changed since).
+    pub rendered: Option<Rendered>,
+}
 
 impl Messages {
     /// SendMessage: idempotent per sender, conversation and request id (the platform's
     /// idempotency rule). Each piece of work happens once: one permission check (after one
-    /// fence), one batched mention check, one transaction; the message returned is the one
-    /// stored, never sealed and opened again.
-    pub async fn send(&self, caller: &Caller, new: NewMessage) -> ApiResult<MessageView> {
+    /// fence), one batched mention check, one transaction, one rendering for the event and the
+    /// response; the message returned is the one stored, never sealed and opened again.
+    pub async fn send(&self, caller: &Caller, new: NewMessage) -> ApiResult<Sent> {
         self.limits.check_write(caller)?;
         self.gate
             .require(caller, new.conversation, Action::Post)
@@ -25,11 +36,14 @@ impl Messages {
             .await?;
         match sent {
             // A new message has no reactions yet.
-            Sent::New(message) => Ok(MessageView {
-                message,
-                reactions: Vec::new(),
+            store::Sent::New { message, rendered } => Ok(Sent {
+                view: MessageView {
+                    message,
+                    reactions: Vec::new(),
+                },
+                rendered: Some(rendered),
             }),
-            Sent::Retried {
+            store::Sent::Retried {
                 message,
                 stored_fingerprint,
                 fingerprint,
@@ -39,7 +53,10 @@ impl Messages {
                     &fingerprint,
                     message,
                 )?;
-                self.view(caller, message).await
+                Ok(Sent {
+                    view: self.view(caller, message).await?,
+                    rendered: None,
+                })
             }
         }
     }

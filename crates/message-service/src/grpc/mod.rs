@@ -56,9 +56,13 @@ impl MessageService for MessageGrpc {
                 let caller = Caller::from_request(&request)?;
                 let max = self.app.policy().max_body_bytes;
                 let new = request::new_message(request.get_ref(), max)?;
-                let view = self.app.send(&caller, new).await?;
+                let sent = self.app.send(&caller, new).await?;
+                let message = match sent.rendered {
+                    Some(rendered) => rendered.into_proto(),
+                    None => view_to_proto(&sent.view),
+                };
                 Ok(pb::SendMessageResponse {
-                    message: Some(view_to_proto(&view)),
+                    message: Some(message),
                 })
             }
             .await,

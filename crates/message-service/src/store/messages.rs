@@ -20,6 +20,7 @@ use super::search::{
 };
 use super::{EditRule, MessageStore, Sent, SequenceRange, SqlStore, StoreError, StoreResult, rows};
 use crate::domain::{Message, MessageEvent, MessageFilter, NewMessage, Revision};
+use crate::events::Rendered;
 
 #[async_trait::async_trait]
 impl MessageStore for SqlStore {
@@ -95,9 +96,9 @@ impl MessageStore for SqlStore {
             .insert(tenant, sender, new, &fingerprint, &search_key)
             .await
         {
-            Ok(message) => {
+            Ok((message, rendered)) => {
                 self.bus.committed();
-                Ok(Sent::New(message))
+                Ok(Sent::New { message, rendered })
             }
             // A concurrent retry with the same request id committed first.
             Err(StoreError::Database(error)) if is_unique_violation(&error) => self
@@ -280,7 +281,7 @@ impl SqlStore {
         new: &NewMessage,
         fingerprint: &str,
         search_key: &SearchKey,
-    ) -> StoreResult<Message> {
+    ) -> StoreResult<(Message, Rendered)> {
         let transaction = begin_write(&self.db).await?;
         let key = self.keys.current(&transaction, tenant).await?;
         let id = Uuid::now_v7();
@@ -330,17 +331,20 @@ impl SqlStore {
             at,
         )
         .await?;
-        self.record(
+        // Rendered once: the event carries it and SendMessage returns it.
+        let rendered = Rendered::of(&message);
+        messaging_platform::outbox::store::record(
             &transaction,
             key.as_deref(),
             tenant,
+            message.conversation,
             sender,
             at,
-            MessageEvent::Created(&message),
+            rendered.created(),
         )
         .await?;
         transaction.commit().await?;
-        Ok(message)
+        Ok((message, rendered))
     }
 }
 

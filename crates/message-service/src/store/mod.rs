@@ -32,7 +32,7 @@ use crate::domain::{
     Message, MessageEvent, MessageFilter, NewMessage, Reaction, ReactionSummary, ReadState,
     Revision, Unread,
 };
-use crate::events::EventBus;
+use crate::events::{EventBus, Rendered};
 use keys::{KeyError, Keyring};
 use messaging_platform::crypto::DataKey;
 
@@ -113,7 +113,12 @@ pub struct SequenceRange {
 #[derive(Debug, Clone)]
 pub enum Sent {
     /// Stored the message (and its event).
-    New(Message),
+    New {
+        /// The message.
+        message: Message,
+        /// It, as its event carried it (the response can return it as is).
+        rendered: Rendered,
+    },
     /// The sender had sent a message with this request id already; nothing was stored.
     /// `fingerprint` is the new request's, `stored_fingerprint` the first one's, for
     /// `messaging_platform::idempotency::replay`.
@@ -325,9 +330,8 @@ impl SqlStore {
         &self.keys
     }
 
-    /// Records `event` of `actor` within `connection`'s transaction, sealed
-    /// with `key` (the tenant's current data key, read in the transaction) when it carries
-    /// content.
+    /// Records `event` of `actor` within `connection`'s transaction, sealed with `key` (the
+    /// tenant's current data key, read in the transaction) when it carries content.
     async fn record<C: ConnectionTrait>(
         &self,
         connection: &C,

@@ -206,7 +206,7 @@ async fn unique_keys_conflict_within_a_tenant_only(backend: Backend) {
     let at = messaging_platform::time::now();
     let direct = |tenant: &TenantId| Conversation {
         direct_key: Some(conversation_service::domain::direct_key("alice", "bob")),
-        create_request_id: Some("request-1".to_owned()),
+        create_request_id: Some(messaging_platform::RequestId::trusted("request-1")),
         ..conversation(tenant, Kind::Direct, "", at)
     };
     let first = direct(&TENANT);

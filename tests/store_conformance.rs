@@ -134,7 +134,7 @@ async fn sends_are_numbered_and_retries_return_the_first(backend: Backend) {
     assert_eq!(stored.mentions, ["bob"]);
 
     let mut first = text(conversation, "once");
-    first.request_id = Some("request-1".to_owned());
+    first.request_id = Some(messaging_platform::RequestId::trusted("request-1"));
     let original = send(&store, &TENANT, "alice", &first).await;
     let retried = store
         .send(&TENANT, &user("alice"), &first, &first.fingerprint())

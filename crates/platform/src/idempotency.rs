@@ -13,21 +13,11 @@ use tonic_types::FieldViolation;
 
 use crate::error::{ApiError, ApiResult};
 
-/// Longest `request_id`.
-pub const MAX_REQUEST_ID_CHARS: usize = 128;
+pub use crate::ids::RequestId;
 
 /// Parses an optional `request_id` as the rule above says.
-pub fn parse_request_id(field: &str, value: &str) -> Result<Option<String>, FieldViolation> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    if value.len() > MAX_REQUEST_ID_CHARS || !value.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return Err(FieldViolation::new(
-            field,
-            "must be 1 to 128 visible ASCII characters (a UUID is recommended)",
-        ));
-    }
-    Ok(Some(value.to_owned()))
+pub fn parse_request_id(field: &str, value: &str) -> Result<Option<RequestId>, FieldViolation> {
+    RequestId::parse(field, value)
 }
 
 /// A fingerprint of a request's payload: SHA-256 over the length-prefixed parts, in hex.
@@ -64,8 +54,11 @@ mod tests {
     fn request_ids_are_visible_ascii_of_at_most_128() {
         assert_eq!(parse_request_id("request_id", "").ok(), Some(None));
         assert_eq!(
-            parse_request_id("request_id", "0b1c9f2e-6d1a-4c55-9d0e-3f1f2a7b8c9d").ok(),
-            Some(Some("0b1c9f2e-6d1a-4c55-9d0e-3f1f2a7b8c9d".to_owned()))
+            parse_request_id("request_id", "0b1c9f2e-6d1a-4c55-9d0e-3f1f2a7b8c9d")
+                .ok()
+                .flatten()
+                .map(String::from),
+            Some("0b1c9f2e-6d1a-4c55-9d0e-3f1f2a7b8c9d".to_owned())
         );
         assert!(parse_request_id("request_id", &"a".repeat(128)).is_ok());
         for bad in [

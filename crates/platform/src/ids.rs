@@ -1,5 +1,5 @@
-//! Tenant and user ids as types of their own, so that passing one where the other belongs does
-//! not compile. Both are 1 to 128 characters without control characters
+//! Tenant ids, user ids and request ids as types of their own, so that passing one where
+//! another belongs does not compile. Both are 1 to 128 characters without control characters
 //! ([`crate::validate::principal_id_problem`]); they are made by [`parse`](UserId::parse) (a
 //! request's field) or by the authentication layer (a verified token).
 //!
@@ -114,6 +114,54 @@ principal_id_type!(
     /// A user (or, for service tokens, the service's principal).
     UserId
 );
+
+/// An idempotency key (AIP-155): 1 to 128 visible ASCII characters, a UUID recommended. What
+/// a repeated key means is `crate::idempotency`'s rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Longest request id.
+    pub const MAX_CHARS: usize = 128;
+
+    /// Checks an optional `request_id` field: empty means none.
+    pub fn parse(field: &str, value: &str) -> Result<Option<Self>, FieldViolation> {
+        if value.is_empty() {
+            return Ok(None);
+        }
+        if value.len() > Self::MAX_CHARS || !value.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(FieldViolation::new(
+                field,
+                "must be 1 to 128 visible ASCII characters (a UUID is recommended)",
+            ));
+        }
+        Ok(Some(Self(value.to_owned())))
+    }
+
+    /// A request id that was checked already (a stored value).
+    pub fn trusted(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for RequestId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<RequestId> for String {
+    fn from(id: RequestId) -> String {
+        id.0
+    }
+}
 
 #[cfg(test)]
 mod tests {

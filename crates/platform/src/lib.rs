@@ -19,4 +19,4 @@ pub mod validate;
 
 pub use auth::{Authenticator, Caller};
 pub use error::{ApiError, ApiResult, FieldViolations};
-pub use ids::{TenantId, UserId};
+pub use ids::{RequestId, TenantId, UserId};

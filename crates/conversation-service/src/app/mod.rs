@@ -54,7 +54,7 @@ pub struct NewConversation {
     /// The other participants with their roles (validated, no duplicates, not the caller).
     pub participants: Vec<(String, Role)>,
     /// The creator's idempotency key.
-    pub request_id: Option<String>,
+    pub request_id: Option<messaging_platform::RequestId>,
 }
 
 impl NewConversation {

@@ -21,7 +21,7 @@ pub struct Conversation {
     /// For a live DIRECT conversation: the pair's de-duplication key.
     pub direct_key: Option<String>,
     /// The creator's idempotency key.
-    pub create_request_id: Option<String>,
+    pub create_request_id: Option<messaging_platform::RequestId>,
     /// The fingerprint of the creating request (for the idempotency rule).
     pub create_request_hash: Option<String>,
     /// Who created it.

@@ -21,7 +21,9 @@ pub fn conversation(row: ConversationRow) -> StoreResult<Conversation> {
         title: row.title,
         description: row.description,
         direct_key: row.direct_key,
-        create_request_id: row.create_request_id,
+        create_request_id: row
+            .create_request_id
+            .map(messaging_platform::RequestId::trusted),
         create_request_hash: row.create_request_hash,
         creator_id: row.creator_id,
         created_at: row.created_at,
@@ -47,7 +49,7 @@ pub fn conversation_row(conversation: &Conversation) -> ConversationRow {
         title: conversation.title,
         description: conversation.description,
         direct_key: conversation.direct_key,
-        create_request_id: conversation.create_request_id,
+        create_request_id: conversation.create_request_id.map(String::from),
         create_request_hash: conversation.create_request_hash,
         creator_id: conversation.creator_id,
         created_at: conversation.created_at,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use messaging_platform::validate::principal_id;
-use messaging_platform::{ApiError, FieldViolations};
+use messaging_platform::{ApiError, FieldViolations, RequestId};
 use uuid::Uuid;
 
 use super::content::Content;
@@ -42,7 +42,7 @@ pub struct Message {
     /// When the newest reply came (roots only).
     pub last_reply_at: Option<DateTime<Utc>>,
     /// The sender's idempotency key.
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// When it was sent.
     pub created_at: DateTime<Utc>,
     /// When it was last edited.
@@ -74,7 +74,7 @@ pub struct NewMessage {
     /// Metadata.
     pub metadata: Metadata,
     /// Idempotency key.
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// Client search tokens of an end-to-end payload.
     pub search_tokens: Vec<Vec<u8>>,
 }

@@ -47,7 +47,11 @@ pub fn message_to_proto(message: &Message, reactions: &[ReactionSummary]) -> pb:
         create_time: Some(to_timestamp(message.created_at)),
         edit_time: to_optional_timestamp(message.edited_at),
         delete_time: to_optional_timestamp(message.deleted_at),
-        request_id: message.request_id.clone().unwrap_or_default(),
+        request_id: message
+            .request_id
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
     }
 }
 

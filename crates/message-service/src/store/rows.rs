@@ -7,6 +7,7 @@
 //! the columns hold plaintext (encryption off). A value that does not open, or a column that
 //! does not decode, is [`StoreError::Corrupt`]: never empty text.
 
+use messaging_platform::RequestId;
 use messaging_platform::crypto::{self, Binding, DataKey};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
@@ -166,7 +167,7 @@ pub fn message_to_row(
         has_attachments: message.has_attachments,
         reply_count: message.reply_count,
         last_reply_at: message.last_reply_at,
-        request_id: message.request_id.clone(),
+        request_id: message.request_id.clone().map(String::from),
         payload_hash: fingerprint.to_owned(),
         created_at: message.created_at,
         edited_at: message.edited_at,
@@ -234,7 +235,7 @@ pub async fn message_from_row<C: ConnectionTrait>(
         has_attachments: row.has_attachments,
         reply_count: row.reply_count,
         last_reply_at: row.last_reply_at,
-        request_id: row.request_id,
+        request_id: row.request_id.map(RequestId::trusted),
         created_at: row.created_at,
         edited_at: row.edited_at,
         deleted_at: row.deleted_at,

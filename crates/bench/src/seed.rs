@@ -9,11 +9,10 @@
 
 use std::sync::Arc;
 
-use message_service::domain::{Content, Message};
-use message_service::store::entity::{message, search_token, sequence};
-use message_service::store::keys::Keyring;
-use message_service::store::rows::message_to_row;
-use message_service::store::search::index_entries;
+use message_service::admin::Keyring;
+use message_service::admin::seeding::{
+    Content, Message, index_entries, message, message_to_row, search_token, sequence,
+};
 use rand::Rng;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;

@@ -43,7 +43,7 @@ pub struct Deployment {
     conversation_database: DatabaseSettings,
     issuer: TokenIssuer,
     /// The deployment's settings, for a second message-service process.
-    pub message_settings: message_service::config::Settings,
+    pub message_settings: message_service::admin::Settings,
     shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
     schemas: Vec<String>,
     postgres_url: Option<String>,
@@ -151,26 +151,26 @@ impl Deployment {
                 })
             })
             .await?;
-        let mut message_settings = message_service::config::Settings {
+        let mut message_settings = message_service::admin::Settings {
             mode: Mode::Production,
             auth: auth.clone(),
             telemetry,
-            message_service: message_service::config::ServiceSettings {
+            message_service: message_service::admin::ServiceSettings {
                 database: message_database.clone(),
                 conversation_service_url: conversation_url,
                 // Encryption at rest on, as in production, with a key of this run.
-                encryption: message_service::store::keys::EncryptionSettings {
+                encryption: message_service::admin::EncryptionSettings {
                     enabled: Some(true),
                     master_key: Some(messaging_platform::config::Secret::new(run_master_key()?)),
                     master_key_file: None,
                 },
                 // The bench measures throughput, which the per-user write rate would cap.
-                limits: message_service::limits::LimitSettings::unlimited(),
+                limits: message_service::admin::LimitSettings::unlimited(),
                 ..Default::default()
             },
         };
         if let Some(url) = &nats {
-            message_settings.message_service.events.nats = message_service::events::NatsSettings {
+            message_settings.message_service.events.nats = message_service::admin::NatsSettings {
                 url: url.clone(),
                 stream: format!("BENCH_{unique}"),
                 subject_prefix: format!("bench_{unique}"),
@@ -316,12 +316,9 @@ impl Deployment {
     /// message-service's database and its keys, for seeding.
     pub async fn message_store(
         &self,
-    ) -> anyhow::Result<(
-        sea_orm::DatabaseConnection,
-        message_service::store::keys::Keyring,
-    )> {
+    ) -> anyhow::Result<(sea_orm::DatabaseConnection, message_service::admin::Keyring)> {
         let db = messaging_platform::db::connect(&self.message_database, "message").await?;
-        let keys = message_service::store::keys::Keyring::open(
+        let keys = message_service::admin::Keyring::open(
             &db,
             &self.message_settings.message_service.encryption,
             Mode::Production,

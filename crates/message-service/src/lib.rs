@@ -2,6 +2,7 @@
 //! compliance. It owns its own schema and asks conversation-service, over gRPC, whether a
 //! caller may act in a conversation.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod domain;

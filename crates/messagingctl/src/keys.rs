@@ -2,8 +2,8 @@
 //! data keys, directly against its database.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use message_service::store::keys::Keyring;
-use message_service::store::rotation;
+use message_service::admin::Keyring;
+use message_service::admin::rotation;
 use sea_orm::DatabaseConnection;
 
 use crate::{KeysCommand, Settings};
@@ -21,7 +21,7 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> anyhow::Result<()
             "encryption at rest is off in this configuration (message_service.encryption)"
         );
     }
-    let db = message_service::store::connect(&service.database).await?;
+    let db = message_service::admin::connect(&service.database).await?;
     let keys = Keyring::open(&db, &service.encryption, settings.mode).await?;
     match command {
         KeysCommand::NewMasterKey => {}

@@ -98,7 +98,7 @@ struct Settings {
     #[serde(default)]
     auth: AuthSettings,
     #[serde(default)]
-    message_service: message_service::config::ServiceSettings,
+    message_service: message_service::admin::ServiceSettings,
 }
 
 #[tokio::main]

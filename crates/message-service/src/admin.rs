@@ -1,0 +1,23 @@
+//! What operator tools (`messagingctl`) and the load generator (`messaging-bench`) call, in one
+//! place: connecting to and migrating the database, the tenants' keys, key rotation and
+//! re-encryption, and bulk seeding in the exact form SendMessage stores. The service itself is
+//! started with [`crate::run`]; everything else is reached through gRPC.
+//!
+//! The other modules stay public for the end-to-end and conformance tests, which drive the
+//! store traits directly; tools should not need them.
+
+pub use crate::config::{ServiceSettings, Settings};
+pub use crate::events::NatsSettings;
+pub use crate::limits::LimitSettings;
+pub use crate::store::connect;
+pub use crate::store::keys::{EncryptionSettings, Keyring};
+pub use crate::store::rotation;
+
+/// Writing messages straight into the tables, as SendMessage would store them (sealed,
+/// indexed): for seeding large conversations.
+pub mod seeding {
+    pub use crate::domain::{Content, Message};
+    pub use crate::store::entity::{message, search_token, sequence};
+    pub use crate::store::rows::message_to_row;
+    pub use crate::store::search::index_entries;
+}

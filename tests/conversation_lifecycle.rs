@@ -596,7 +596,7 @@ async fn undelete_window_expiry_and_purge(backend: Backend) {
             undelete_window: Duration::ZERO,
             max_participants: 10,
         },
-        messaging_platform::outbox::EventBus::new(16),
+        messaging_outbox::EventBus::new(16),
     );
     let purged = app.purge_expired().await.expect("purge");
     assert_eq!(purged, 1);

@@ -16,9 +16,9 @@ use message_service::store::{
     SequenceRange, SqlStore, StoreError,
 };
 use messaging_e2e::{Backend, TestDatabase, backend_tests, test_encryption};
+use messaging_outbox::EventBus;
+use messaging_outbox::entity::event;
 use messaging_platform::config::Mode;
-use messaging_platform::outbox::EventBus;
-use messaging_platform::outbox::entity::event;
 use messaging_platform::{ApiError, TenantId, UserId};
 use messaging_proto::message::v1 as pb;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
@@ -746,14 +746,9 @@ async fn participants_come_from_the_projection(backend: Backend) {
     let projection = message_service::store::participants::ParticipantProjection {
         keys: store.keys().clone(),
     };
-    messaging_platform::outbox::store::copy_events(
-        &db,
-        "conversation-service",
-        &events,
-        &projection,
-    )
-    .await
-    .expect("copy");
+    messaging_outbox::store::copy_events(&db, "conversation-service", &events, &projection)
+        .await
+        .expect("copy");
     let users = ["bob", "carol", "dave", "erin"].map(str::to_owned);
     let among = store
         .participants_among(&TENANT, conversation, &users)

@@ -508,7 +508,7 @@ async fn streams_decide_without_conversation_service(backend: Backend) {
         .await
         .expect("connect");
     for conversation in [&id, &carols] {
-        messaging_platform::outbox::store::record(
+        messaging_outbox::store::record(
             &db,
             None,
             TENANT,

@@ -42,7 +42,7 @@ pub struct ServiceSettings {
     /// Most participants per conversation; default 10,000.
     pub max_participants: u32,
     /// The outbox, relay, WatchEvents streams and NATS (`[conversation_service.events]`).
-    pub events: messaging_platform::outbox::EventSettings,
+    pub events: messaging_outbox::EventSettings,
     /// How long a shutdown waits for in-flight calls and background tasks after open streams
     /// were ended (with their resume position); default 10 s.
     #[serde(with = "humantime_serde")]
@@ -64,7 +64,7 @@ impl Default for ServiceSettings {
             undelete_window: Duration::from_secs(30 * 24 * 3600),
             purge_interval: Duration::from_secs(3600),
             max_participants: 10_000,
-            events: messaging_platform::outbox::EventSettings::default(),
+            events: messaging_outbox::EventSettings::default(),
             drain_timeout: Duration::from_secs(10),
         }
     }

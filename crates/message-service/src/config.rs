@@ -52,7 +52,7 @@ pub struct ServiceSettings {
     #[serde(with = "humantime_serde")]
     pub edit_window: Option<Duration>,
     /// The outbox, relay, streams and NATS (`[message_service.events]`).
-    pub events: messaging_platform::outbox::EventSettings,
+    pub events: messaging_outbox::EventSettings,
     /// How long a shutdown waits for in-flight calls and background tasks after open streams
     /// were ended (with their resume position); default 10 s.
     #[serde(with = "humantime_serde")]
@@ -84,7 +84,7 @@ impl Default for ServiceSettings {
             service_token: None,
             max_body_bytes: 16 * 1024,
             edit_window: None,
-            events: messaging_platform::outbox::EventSettings::default(),
+            events: messaging_outbox::EventSettings::default(),
             drain_timeout: Duration::from_secs(10),
             limits: crate::limits::LimitSettings::default(),
             typing_interval: Duration::from_secs(1),

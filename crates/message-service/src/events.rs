@@ -1,11 +1,11 @@
 //! The event contract of message-service: each [`MessageEvent`] as the
 //! `messaging.message.v1.Event` payload the outbox stores, NATS carries and Subscribe
 //! delivers. The outbox, relay, bus and NATS publishing are shared with conversation-service
-//! and live in `messaging_platform::outbox`.
+//! and live in `messaging_outbox`.
 
 use messaging_proto::message::v1 as pb;
 
-pub use messaging_platform::outbox::{
+pub use messaging_outbox::{
     BusEvent, EventBus, NatsPublisher, NatsSettings, RelaySettings, decode, encode, relay_once,
     run_relay, tenant_token,
 };

@@ -10,7 +10,6 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod migration;
-pub mod outbox;
 pub mod pagination;
 pub mod server;
 pub mod telemetry;

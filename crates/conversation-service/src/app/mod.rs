@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use messaging_platform::outbox::EventBus;
+use messaging_outbox::EventBus;
 use messaging_platform::{ApiError, ApiResult, Caller};
 use uuid::Uuid;
 

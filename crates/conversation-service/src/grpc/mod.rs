@@ -5,8 +5,8 @@
 pub mod request;
 pub mod response;
 
-use messaging_platform::outbox::EventSettings;
-use messaging_platform::outbox::stream::{self, AdmitAll, Item, ItemStream, StreamSpec};
+use messaging_outbox::EventSettings;
+use messaging_outbox::stream::{self, AdmitAll, Item, ItemStream, StreamSpec};
 use messaging_platform::validate::{self, principal_id, resource_id};
 use messaging_platform::{ApiError, ApiResult, Caller, FieldViolations};
 use messaging_proto::conversation::v1 as pb;

@@ -5,7 +5,7 @@
 //! become domain values in `rows`; database errors become a [`StoreError`] once.
 //!
 //! Every query filters by tenant. Each change writes its audit row and its event (see
-//! `messaging_platform::outbox`) in its own transaction.
+//! `messaging_outbox`) in its own transaction.
 
 pub mod entity;
 pub mod migration;
@@ -394,7 +394,7 @@ impl ConversationStore for SqlStore {
     }
 
     async fn event_head(&self) -> StoreResult<(i64, bool)> {
-        use messaging_platform::outbox::store::{has_unstamped, relay_state, stamp_all};
+        use messaging_outbox::store::{has_unstamped, relay_state, stamp_all};
         let stamped = has_unstamped(&self.db).await? && stamp_all(&self.db).await? > 0;
         let (head, _) = relay_state(&self.db).await?;
         Ok((head, stamped))
@@ -462,7 +462,7 @@ impl ConversationTx for SqlTx {
         at: DateTime<Utc>,
         event: &ConversationEvent<'_>,
     ) -> StoreResult<()> {
-        messaging_platform::outbox::store::record(
+        messaging_outbox::store::record(
             &self.tx,
             None,
             &conversation.tenant_id,

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use messaging_platform::outbox::stream;
+use messaging_outbox::stream;
 use messaging_platform::time::from_timestamp;
 use messaging_platform::validate::{page_size, principal_id, resource_id};
 use messaging_platform::{ApiError, ApiResult, FieldViolations};

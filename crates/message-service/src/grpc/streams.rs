@@ -1,13 +1,13 @@
 //! Subscribe streams and typing indicators.
 //!
 //! The replay-then-live machinery (resume, resync, bounded buffers, heartbeats) is shared with
-//! conversation-service in `messaging_platform::outbox::stream`; what is particular here is
+//! conversation-service in `messaging_outbox::stream`; what is particular here is
 //! which events a subscriber sees: its tenant's, of conversations it may read.
 
 use std::collections::HashSet;
 
 use futures::Stream;
-use messaging_platform::outbox::stream::{self, Admission, Item, StreamSpec, Undecided};
+use messaging_outbox::stream::{self, Admission, Item, StreamSpec, Undecided};
 use messaging_platform::{ApiError, ApiResult, Caller};
 use messaging_proto::message::v1 as pb;
 use std::pin::Pin;

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use messaging_platform::outbox::store;
+use messaging_outbox::store;
 use messaging_proto::conversation::v1::watch_events_response::Item;
 use sea_orm::DatabaseConnection;
 

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use messaging_outbox::KeySource;
 use messaging_platform::config::{Mode, Secret};
 use messaging_platform::crypto::{self, DataKey, KEY_LEN, MasterKey, SearchKey};
-use messaging_platform::outbox::KeySource;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };

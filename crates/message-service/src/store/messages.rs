@@ -333,7 +333,7 @@ impl SqlStore {
         .await?;
         // Rendered once: the event carries it and SendMessage returns it.
         let rendered = Rendered::of(&message);
-        messaging_platform::outbox::store::record(
+        messaging_outbox::store::record(
             &transaction,
             key.as_deref(),
             tenant,

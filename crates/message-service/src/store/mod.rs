@@ -36,7 +36,7 @@ use crate::events::{EventBus, Rendered};
 use keys::{KeyError, Keyring};
 use messaging_platform::crypto::DataKey;
 
-pub use messaging_platform::outbox::store::{
+pub use messaging_outbox::store::{
     EventRow, NewEvent, events_after, insert_event, prune_events, publish_pending, relay_state,
     relay_state_full, stamp_events,
 };
@@ -341,7 +341,7 @@ impl SqlStore {
         at: DateTime<Utc>,
         event: MessageEvent<'_>,
     ) -> StoreResult<()> {
-        messaging_platform::outbox::store::record(
+        messaging_outbox::store::record(
             connection,
             key.filter(|_| event.carries_content()),
             tenant,

@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 
-use messaging_platform::outbox::EventBus;
+use messaging_outbox::EventBus;
 use messaging_proto::message::v1 as pb;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::entity::participant;
-use messaging_platform::outbox::entity::event;
+use messaging_outbox::entity::event;
 
 /// Event kinds that change who participates.
 pub const PARTICIPANT_KINDS: [&str; 3] = [
@@ -37,7 +37,7 @@ pub const TITLED_KINDS: [&str; 4] = [
 ];
 
 #[async_trait::async_trait]
-impl messaging_platform::outbox::store::Projection for ParticipantProjection {
+impl messaging_outbox::store::Projection for ParticipantProjection {
     async fn seal(
         &self,
         transaction: &sea_orm::DatabaseTransaction,
@@ -62,14 +62,8 @@ impl messaging_platform::outbox::store::Projection for ParticipantProjection {
         ) else {
             return Ok(payload);
         };
-        messaging_platform::outbox::seal_payload(
-            &key,
-            &event.tenant_id,
-            conversation,
-            event_id,
-            &payload,
-        )
-        .map_err(|error| DbErr::Custom(format!("sealing a copied event: {error}")))
+        messaging_outbox::seal_payload(&key, &event.tenant_id, conversation, event_id, &payload)
+            .map_err(|error| DbErr::Custom(format!("sealing a copied event: {error}")))
     }
 
     async fn apply(
@@ -176,9 +170,7 @@ pub async fn conversations_at(
         if undone.contains(&row.conversation_id) {
             continue;
         }
-        let Some(decoded) =
-            messaging_platform::outbox::decode_within(bus, Some(snapshot), &row).await
-        else {
+        let Some(decoded) = messaging_outbox::decode_within(bus, Some(snapshot), &row).await else {
             continue;
         };
         use pb::event::Payload;

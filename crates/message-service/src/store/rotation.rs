@@ -190,8 +190,8 @@ pub async fn reseal_events(
     tenant: &str,
     batch: u64,
 ) -> Result<u64, KeyError> {
+    use messaging_outbox::{entity::event, open_sealed_payload, seal_payload};
     use messaging_platform::crypto;
-    use messaging_platform::outbox::{entity::event, open_sealed_payload, seal_payload};
     let corrupt = |error: crypto::CryptoError| KeyError::Corrupt(error.to_string());
     let mut after = 0_i64;
     let mut rewritten = 0;

@@ -8,6 +8,6 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        messaging_platform::outbox::migration::create_tables(manager).await
+        messaging_outbox::migration::create_tables(manager).await
     }
 }

@@ -9,6 +9,6 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        messaging_platform::outbox::migration::add_nats_progress(manager).await
+        messaging_outbox::migration::add_nats_progress(manager).await
     }
 }

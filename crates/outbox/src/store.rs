@@ -56,7 +56,7 @@ pub async fn insert_event<C: ConnectionTrait>(connection: &C, new: NewEvent) -> 
 /// stored payload sealed with `key` when given (encryption at rest).
 pub async fn record<C: ConnectionTrait>(
     connection: &C,
-    key: Option<&crate::crypto::DataKey>,
+    key: Option<&messaging_platform::crypto::DataKey>,
     tenant: &str,
     conversation: Uuid,
     actor: &str,
@@ -69,7 +69,7 @@ pub async fn record<C: ConnectionTrait>(
         tenant_id: tenant.to_owned(),
         conversation_id: conversation.to_string(),
         actor_id: actor.to_owned(),
-        time: Some(crate::time::to_timestamp(at)),
+        time: Some(messaging_platform::time::to_timestamp(at)),
         position: String::new(),
         payload: Some(payload),
     };
@@ -106,7 +106,7 @@ pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64
 /// order. The relay row is locked meanwhile, so replicas stamp one after the other and a
 /// visible position implies every lower one is visible too. Returns how many were stamped.
 pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
-    let transaction = crate::db::begin_write(db).await?;
+    let transaction = messaging_platform::db::begin_write(db).await?;
     let stamped = stamp_within(&transaction, batch).await?;
     if stamped == 0 {
         transaction.rollback().await?;
@@ -210,7 +210,7 @@ pub async fn prune_events(
     before: DateTime<Utc>,
     keep_after: Option<i64>,
 ) -> Result<u64, DbErr> {
-    let transaction = crate::db::begin_write(db).await?;
+    let transaction = messaging_platform::db::begin_write(db).await?;
     let newest_old: Option<i64> = event::Entity::find()
         .select_only()
         .column_as(event::Column::Position.max(), "position")
@@ -256,7 +256,7 @@ where
     F: FnOnce(Vec<(EventRow, super::BusEvent)>) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let transaction = crate::db::begin_write(db).await?;
+    let transaction = messaging_platform::db::begin_write(db).await?;
     let relay = lock_relay(&transaction).await?;
     let rows = events_after(
         &transaction,
@@ -379,7 +379,7 @@ pub async fn copy_events(
     let Some((_, last)) = events.last() else {
         return Ok(0);
     };
-    let transaction = crate::db::begin_write(db).await?;
+    let transaction = messaging_platform::db::begin_write(db).await?;
     let mut inserted = 0;
     for (event, position) in events {
         let event_id = Uuid::parse_str(&event.event_id)
@@ -451,7 +451,7 @@ pub async fn set_source_position(
     source: &str,
     position: i64,
 ) -> Result<(), DbErr> {
-    let transaction = crate::db::begin_write(db).await?;
+    let transaction = messaging_platform::db::begin_write(db).await?;
     move_source(&transaction, source, position, false).await?;
     // The projection follows the source from there on.
     set_mark(

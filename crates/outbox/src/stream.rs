@@ -147,7 +147,7 @@ where
     W: Fn(Item) -> R + Send + Sync + 'static,
 {
     let mut live = bus.subscribe();
-    let snapshot = crate::db::begin_snapshot(db).await?;
+    let snapshot = messaging_platform::db::begin_snapshot(db).await?;
     let (head, pruned_through) = store::relay_state(&snapshot).await?;
     let from = match spec.resume {
         Some(position) if position >= pruned_through && position <= head => position,
@@ -264,7 +264,7 @@ where
                         Err(broadcast::error::RecvError::Closed) => return Some(Status::unavailable("server shutting down")),
                     },
                     _ = heartbeat.tick() => {
-                        match offer(Item::Heartbeat(crate::time::to_timestamp(chrono::Utc::now()))) {
+                        match offer(Item::Heartbeat(messaging_platform::time::to_timestamp(chrono::Utc::now()))) {
                             Sent::Ok => {}
                             Sent::Closed => return None,
                             Sent::TooSlow => return Some(too_slow(spec.resume_field, cursor)),

@@ -65,7 +65,7 @@ pub async fn create_tables(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         .await?;
     // Replay by tenant from a position.
     manager
-        .create_index(crate::migration::index(
+        .create_index(messaging_platform::migration::index(
             "events_tenant_position",
             "events",
             &["tenant_id", "position"],

@@ -19,7 +19,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
-use crate::crypto::{Binding, DataKey};
+use messaging_platform::crypto::{Binding, DataKey};
 
 pub mod entity;
 pub mod migration;
@@ -223,7 +223,7 @@ pub fn seal_payload(
     conversation: Uuid,
     event_id: Uuid,
     payload: &[u8],
-) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+) -> Result<Vec<u8>, messaging_platform::crypto::CryptoError> {
     key.seal(&payload_binding(tenant, conversation, event_id), payload)
 }
 
@@ -234,7 +234,7 @@ pub fn open_sealed_payload(
     conversation: Uuid,
     event_id: Uuid,
     sealed: &[u8],
-) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+) -> Result<Vec<u8>, messaging_platform::crypto::CryptoError> {
     key.open(&payload_binding(tenant, conversation, event_id), sealed)
 }
 
@@ -243,14 +243,15 @@ async fn open_payload<'a>(
     transaction: Option<&sea_orm::DatabaseTransaction>,
     row: &'a store::EventRow,
 ) -> Result<std::borrow::Cow<'a, [u8]>, String> {
-    if !crate::crypto::is_sealed(&row.payload) {
+    if !messaging_platform::crypto::is_sealed(&row.payload) {
         return Ok(std::borrow::Cow::Borrowed(row.payload.as_slice()));
     }
     let keys = bus
         .keys
         .as_ref()
         .ok_or("the payload is sealed and no keys are configured")?;
-    let version = crate::crypto::key_version(&row.payload).map_err(|error| error.to_string())?;
+    let version =
+        messaging_platform::crypto::key_version(&row.payload).map_err(|error| error.to_string())?;
     let key = keys.data_key(transaction, &row.tenant_id, version).await?;
     open_sealed_payload(
         &key,

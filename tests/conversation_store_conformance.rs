@@ -8,7 +8,9 @@
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
-use conversation_service::domain::{Conversation, ConversationEvent, Kind, Participant, Role};
+use conversation_service::domain::{
+    AuditAction, Conversation, ConversationEvent, Kind, Participant, Role,
+};
 use conversation_service::store::{
     Archived, ConversationFilter, ConversationKey, ConversationStore, Membership, SqlStore,
     StoreError,
@@ -149,7 +151,7 @@ async fn a_change_commits_whole_or_not_at_all(backend: Backend) {
         .audit(
             &group,
             &user("alice"),
-            "conversation.created",
+            AuditAction::Created,
             None,
             serde_json::json!({}),
             at,

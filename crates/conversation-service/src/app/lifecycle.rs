@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Audit, ConversationView, Conversations, not_found};
 use super::{ListRequest, NewConversation};
 use crate::domain::permissions::Action;
-use crate::domain::{self, ConversationEvent, Kind, Role};
+use crate::domain::{self, AuditAction, ConversationEvent, Kind, Role};
 use crate::domain::{Conversation, Participant};
 use crate::store::{ConversationKey, StoreError};
 
@@ -91,7 +91,7 @@ impl Conversations {
                 .audit(
                     &row,
                     &caller.user_id,
-                    "conversation.created",
+                    AuditAction::Created,
                     None,
                     details,
                     at,
@@ -281,7 +281,7 @@ impl Conversations {
                 caller,
                 at,
                 Audit {
-                    action: "conversation.updated",
+                    action: AuditAction::Updated,
                     subject: None,
                     details,
                 },
@@ -309,9 +309,9 @@ impl Conversations {
         loaded.row.archiver_id = archive.then(|| caller.user_id.to_string());
         loaded.row.touch(&caller.user_id, at);
         let action = if archive {
-            "conversation.archived"
+            AuditAction::Archived
         } else {
-            "conversation.unarchived"
+            AuditAction::Unarchived
         };
         transaction
             .audit(&loaded.row, &caller.user_id, action, None, json!({}), at)
@@ -351,7 +351,7 @@ impl Conversations {
                 caller,
                 at,
                 Audit {
-                    action: "conversation.deleted",
+                    action: AuditAction::Deleted,
                     subject: None,
                     details: json!({}),
                 },
@@ -394,7 +394,7 @@ impl Conversations {
             .audit(
                 &loaded.row,
                 &caller.user_id,
-                "conversation.undeleted",
+                AuditAction::Undeleted,
                 None,
                 json!({}),
                 at,

@@ -18,7 +18,7 @@ use messaging_platform::{ApiError, ApiResult, Caller};
 use uuid::Uuid;
 
 use crate::domain::permissions::{self, Action, Denial};
-use crate::domain::{Conversation, ConversationEvent, Participant};
+use crate::domain::{AuditAction, Conversation, ConversationEvent, Participant};
 use crate::domain::{Kind, Role};
 use crate::store::{ConversationFilter, ConversationReads, ConversationStore, ConversationTx};
 
@@ -159,8 +159,8 @@ impl Loaded {
 
 /// The audit row of a change.
 struct Audit<'a> {
-    /// What was done (`conversation.updated`, `participant.removed`, ...).
-    action: &'a str,
+    /// What was done.
+    action: AuditAction,
     /// To whom, for participant changes.
     subject: Option<&'a str>,
     /// What changed.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Audit, ConversationView, Conversations};
 use crate::domain::Participant;
 use crate::domain::permissions::{self, Action};
-use crate::domain::{ConversationEvent, Kind, Role};
+use crate::domain::{AuditAction, ConversationEvent, Kind, Role};
 
 impl Conversations {
     /// AddParticipants: returns every requested user's participant row, in request order.
@@ -60,7 +60,7 @@ impl Conversations {
                 .audit(
                     &loaded.row,
                     &caller.user_id,
-                    "participant.added",
+                    AuditAction::ParticipantAdded,
                     Some(&row.user_id),
                     json!({"role": row.role.as_str()}),
                     at,
@@ -118,7 +118,7 @@ impl Conversations {
                 caller,
                 at,
                 Audit {
-                    action: "participant.removed",
+                    action: AuditAction::ParticipantRemoved,
                     subject: Some(user),
                     details: json!({}),
                 },
@@ -168,7 +168,7 @@ impl Conversations {
             caller,
             at,
             Audit {
-                action: "participant.role_changed",
+                action: AuditAction::RoleChanged,
                 subject: Some(user),
                 details: json!({"from": current.as_str(), "to": role.as_str()}),
             },
@@ -258,7 +258,7 @@ impl Conversations {
             caller,
             at,
             Audit {
-                action: "participant.joined",
+                action: AuditAction::ParticipantJoined,
                 subject: Some(&caller.user_id),
                 details: json!({}),
             },
@@ -301,7 +301,7 @@ impl Conversations {
                 caller,
                 at,
                 Audit {
-                    action: "participant.left",
+                    action: AuditAction::ParticipantLeft,
                     subject: Some(&caller.user_id),
                     details: json!({}),
                 },
@@ -362,7 +362,7 @@ impl Conversations {
             .audit(
                 &loaded.row,
                 &caller.user_id,
-                "conversation.ownership_transferred",
+                AuditAction::OwnershipTransferred,
                 Some(new_owner),
                 json!({}),
                 at,

@@ -1,4 +1,5 @@
-//! What conversation-service tells the world: the events each change records in the outbox,
+//! What conversation-service tells the world: the events each change records in the outbox
+//! (and the audit actions it logs),
 //! in the change's transaction. message-service follows them (participants decide who sees
 //! what); their wire form is made at the storage edge (`crate::events`).
 
@@ -55,4 +56,53 @@ pub enum ConversationEvent<'a> {
         /// The new role.
         role: Role,
     },
+}
+
+/// What an audit row says was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// `conversation.created`.
+    Created,
+    /// `conversation.updated`.
+    Updated,
+    /// `conversation.archived`.
+    Archived,
+    /// `conversation.unarchived`.
+    Unarchived,
+    /// `conversation.deleted`.
+    Deleted,
+    /// `conversation.undeleted`.
+    Undeleted,
+    /// `conversation.ownership_transferred`.
+    OwnershipTransferred,
+    /// `participant.added`.
+    ParticipantAdded,
+    /// `participant.removed`.
+    ParticipantRemoved,
+    /// `participant.role_changed`.
+    RoleChanged,
+    /// `participant.joined`.
+    ParticipantJoined,
+    /// `participant.left`.
+    ParticipantLeft,
+}
+
+impl AuditAction {
+    /// The name stored in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "conversation.created",
+            Self::Updated => "conversation.updated",
+            Self::Archived => "conversation.archived",
+            Self::Unarchived => "conversation.unarchived",
+            Self::Deleted => "conversation.deleted",
+            Self::Undeleted => "conversation.undeleted",
+            Self::OwnershipTransferred => "conversation.ownership_transferred",
+            Self::ParticipantAdded => "participant.added",
+            Self::ParticipantRemoved => "participant.removed",
+            Self::RoleChanged => "participant.role_changed",
+            Self::ParticipantJoined => "participant.joined",
+            Self::ParticipantLeft => "participant.left",
+        }
+    }
 }

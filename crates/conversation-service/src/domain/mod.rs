@@ -10,7 +10,7 @@ use messaging_platform::FieldViolations;
 use tonic_types::FieldViolation;
 
 pub use conversation::{Conversation, Participant};
-pub use event::ConversationEvent;
+pub use event::{AuditAction, ConversationEvent};
 pub use permissions::{Action, Denial};
 
 /// Longest title, in characters.

@@ -18,7 +18,7 @@ use messaging_platform::{ApiError, TenantId, UserId};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
-use crate::domain::{Conversation, ConversationEvent, Kind, Participant, Role};
+use crate::domain::{AuditAction, Conversation, ConversationEvent, Kind, Participant, Role};
 pub use entity::conversation::Model as ConversationRow;
 pub use entity::participant::Model as ParticipantRow;
 
@@ -219,7 +219,7 @@ pub trait ConversationTx: ConversationReads {
         &self,
         conversation: &Conversation,
         actor: &UserId,
-        action: &str,
+        action: AuditAction,
         subject: Option<&str>,
         details: serde_json::Value,
         at: DateTime<Utc>,
@@ -437,7 +437,7 @@ impl ConversationTx for SqlTx {
         &self,
         conversation: &Conversation,
         actor: &UserId,
-        action: &str,
+        action: AuditAction,
         subject: Option<&str>,
         details: serde_json::Value,
         at: DateTime<Utc>,
@@ -447,7 +447,7 @@ impl ConversationTx for SqlTx {
             tenant_id: conversation.tenant_id.clone(),
             conversation_id: conversation.id,
             actor_id: actor.to_string(),
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             subject_id: subject.map(str::to_owned),
             details: details.to_string(),
             occurred_at: at,

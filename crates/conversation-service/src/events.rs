@@ -1,9 +1,9 @@
 //! The event contract of conversation-service: each [`ConversationEvent`] as the
-//! `messaging.message.v1.Event` payload the outbox stores, WatchEvents and NATS carry, and
+//! `messaging.message.v1.Event` payload (`messaging_outbox::contract`) the outbox stores, WatchEvents and NATS carry, and
 //! message-service follows.
 
-use messaging_proto::message::v1::event::Payload;
-use messaging_proto::message::v1::{ConversationChanged, ParticipantChanged};
+use messaging_outbox::contract::event::Payload;
+use messaging_outbox::contract::{ConversationChanged, ParticipantChanged};
 
 use crate::domain::{ConversationEvent, Role};
 

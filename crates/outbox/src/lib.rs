@@ -9,6 +9,18 @@
 //! events that other replicas stamped in the same database. Ephemeral events (typing) go to the
 //! bus directly and are never stored.
 
+/// The event contract both services write and read: the envelope and its payloads. Their
+/// proto lives in `messaging.message.v1` (Subscribe embeds the envelope and the message
+/// payloads embed `Message`, so a package of their own would import that package and be
+/// imported by it); this module is where services take them from.
+pub mod contract {
+    pub use messaging_proto::message::v1::{
+        ConversationChanged, Event, MessageCreated, MessageDeleted, MessageEdited,
+        ParticipantChanged, ReactionAdded, ReactionRemoved, ReadStateMoved, ResyncRequired, Typing,
+        event,
+    };
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -383,7 +383,7 @@ impl ConversationService for ConversationGrpc {
                     let item = match item {
                         Item::Event(event) => Out::Event(*event),
                         Item::ResyncRequired(position) => {
-                            Out::ResyncRequired(messaging_proto::message::v1::ResyncRequired {
+                            Out::ResyncRequired(messaging_outbox::contract::ResyncRequired {
                                 position: position.to_string(),
                             })
                         }

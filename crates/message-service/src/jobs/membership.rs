@@ -147,7 +147,7 @@ async fn copy(
     gate: &ConversationGate,
     bus: &EventBus,
     projection: &ParticipantProjection,
-    events: &mut Vec<(messaging_proto::message::v1::Event, i64)>,
+    events: &mut Vec<(messaging_outbox::contract::Event, i64)>,
     through: &mut Option<i64>,
 ) -> anyhow::Result<()> {
     if !events.is_empty() {

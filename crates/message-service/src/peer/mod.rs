@@ -365,8 +365,8 @@ impl ConversationGate {
 
     /// Forgets what a conversation-service event makes stale: the answers about its
     /// conversation, and the conversation lists it may change.
-    pub fn invalidate_for(&self, event: &messaging_proto::message::v1::Event) {
-        use messaging_proto::message::v1::event::Payload;
+    pub fn invalidate_for(&self, event: &messaging_outbox::contract::Event) {
+        use messaging_outbox::contract::event::Payload;
         let Ok(conversation) = Uuid::parse_str(&event.conversation_id) else {
             return;
         };

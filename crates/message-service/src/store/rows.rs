@@ -70,11 +70,13 @@ type ContentColumns = (
     Option<String>,
 );
 
-fn content_columns(content: Option<&Content>) -> ContentColumns {
+/// The content columns of `content`; the text column only when `text_in_column` (sealed text
+/// goes into the sealed column instead, and is not copied).
+fn content_columns(content: Option<&Content>, text_in_column: bool) -> ContentColumns {
     match content {
         Some(Content::Text(text)) => (
             ContentKind::Text.as_str().to_owned(),
-            Some(text.clone()),
+            text_in_column.then(|| text.clone()),
             None,
             None,
             None,
@@ -123,8 +125,9 @@ pub fn message_to_row(
     fingerprint: &str,
     key: Option<&DataKey>,
 ) -> StoreResult<message::Model> {
-    let (content_kind, mut text, ciphertext, cipher_algorithm, cipher_key_id) =
-        content_columns(message.content.as_ref());
+    let sealing = key.is_some() && !message.is_deleted();
+    let (content_kind, text, ciphertext, cipher_algorithm, cipher_key_id) =
+        content_columns(message.content.as_ref(), !sealing);
     let mentions =
         serde_json::to_string(&message.mentions).map_err(|error| corrupt("mentions", error))?;
     let (metadata, key_version, sealed) = match key {
@@ -136,7 +139,7 @@ pub fn message_to_row(
         ),
         Some(key) => {
             let body = serde_json::to_vec(&SealedBody {
-                t: text.as_deref(),
+                t: message.content.as_ref().and_then(Content::text),
                 m: &message.metadata,
             })
             .map_err(|error| corrupt("message body", error))?;
@@ -146,7 +149,6 @@ pub fn message_to_row(
                     &body,
                 )
                 .map_err(|error| corrupt("sealing a message", error))?;
-            text = None;
             ("{}".to_owned(), key_version(key)?, Some(sealed))
         }
     };
@@ -264,7 +266,7 @@ pub fn revision_to_row(
     key: Option<&DataKey>,
 ) -> StoreResult<revision::Model> {
     let (content_kind, text, ciphertext, cipher_algorithm, cipher_key_id) =
-        content_columns(revision.content.as_ref());
+        content_columns(revision.content.as_ref(), true);
     let (text, key_version, sealed) = match (key, text) {
         (None, text) => (text, Some(0), None),
         (Some(_), None) => (None, None, None),

@@ -261,7 +261,7 @@ impl Conversations {
             ));
         }
         if let Some(title) = title {
-            loaded.row.title = domain::title("conversation.title", title, loaded.kind)
+            loaded.row.title = domain::title("conversation.title", title, loaded.row.kind)
                 .map_err(|violation| ApiError::InvalidArgument(vec![violation]))?;
         }
         if let Some(description) = description {
@@ -381,7 +381,7 @@ impl Conversations {
             ));
         }
         loaded.authorize(Action::Delete)?;
-        if loaded.kind == Kind::Direct {
+        if loaded.row.kind == Kind::Direct {
             let pair = transaction.participant_ids(&caller.tenant_id, id).await?;
             if let [first, second] = pair.as_slice() {
                 loaded.row.direct_key = Some(domain::direct_key(first, second));

@@ -112,7 +112,6 @@ pub struct Conversations {
 /// the caller acts with (a tenant administrator acts as an owner).
 struct Loaded {
     row: Conversation,
-    kind: Kind,
     participant: Option<Participant>,
     authority: Option<Role>,
 }
@@ -126,13 +125,13 @@ impl Loaded {
 
     fn authorize(&self, action: Action) -> ApiResult<()> {
         let archived = self.row.archived_at.is_some();
-        permissions::check(self.kind, archived, self.authority, action).map_err(|denial| {
+        permissions::check(self.row.kind, archived, self.authority, action).map_err(|denial| {
             match denial {
                 Denial::NotParticipant => {
                     ApiError::PermissionDenied("join the conversation first".to_owned())
                 }
                 Denial::RoleInsufficient => {
-                    let required = permissions::required_role(self.kind, action)
+                    let required = permissions::required_role(self.row.kind, action)
                         .map_or("a higher role", Role::as_str);
                     ApiError::PermissionDenied(format!("requires the {required} role or higher"))
                 }
@@ -141,7 +140,7 @@ impl Loaded {
                 ),
                 Denial::NotSupported => ApiError::FailedPrecondition(format!(
                     "not supported for {} conversations",
-                    self.kind.as_str()
+                    self.row.kind.as_str()
                 )),
             }
         })
@@ -255,7 +254,6 @@ impl Conversations {
         };
         Ok(Loaded {
             row,
-            kind,
             participant,
             authority,
         })

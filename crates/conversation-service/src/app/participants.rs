@@ -217,7 +217,7 @@ impl Conversations {
         if let Some(participant) = loaded.participant {
             return Ok(participant);
         }
-        if loaded.kind != Kind::Channel {
+        if loaded.row.kind != Kind::Channel {
             return Err(ApiError::FailedPrecondition(
                 "only channels can be joined".to_owned(),
             ));
@@ -276,7 +276,7 @@ impl Conversations {
             .participant
             .clone()
             .ok_or(ApiError::NotFound("participant"))?;
-        if loaded.kind == Kind::Direct {
+        if loaded.row.kind == Kind::Direct {
             return Err(ApiError::FailedPrecondition(
                 "direct conversations cannot be left: archive or delete it".to_owned(),
             ));

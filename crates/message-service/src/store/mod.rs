@@ -320,11 +320,6 @@ impl SqlStore {
         Self { db, keys, bus }
     }
 
-    /// The database (streams read snapshots of it).
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// The tenants' keys.
     pub fn keys(&self) -> &Keyring {
         &self.keys

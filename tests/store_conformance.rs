@@ -75,6 +75,7 @@ fn text(conversation: Uuid, body: &str) -> NewMessage {
         metadata: Default::default(),
         request_id: None,
         search_tokens: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

@@ -25,6 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut prost_config = prost_build::Config::new();
     prost_config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // Attachment content passes through without a copy.
+    prost_config.bytes([
+        ".messaging.message.v1.UploadAttachmentRequest.chunk",
+        ".messaging.message.v1.DownloadAttachmentResponse.chunk",
+    ]);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("messaging_descriptor.bin"))
         // RPCs that a later release implements answer UNIMPLEMENTED until then.

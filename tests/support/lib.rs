@@ -91,6 +91,8 @@ pub async fn postgres_or_skip() -> bool {
 pub struct TestDatabase {
     /// Settings pointing at it.
     pub settings: DatabaseSettings,
+    /// A folder for the deployment's attachments (the local object store).
+    pub files: tempfile::TempDir,
     _folder: Option<tempfile::TempDir>,
     schema: Option<String>,
 }
@@ -112,6 +114,7 @@ impl TestDatabase {
                         acquire_timeout: Duration::from_secs(3),
                         sqlite_synchronous: Default::default(),
                     },
+                    files: tempfile::tempdir().expect("temporary folder"),
                     _folder: Some(folder),
                     schema: None,
                 }
@@ -127,6 +130,7 @@ impl TestDatabase {
                         acquire_timeout: Duration::from_secs(3),
                         sqlite_synchronous: Default::default(),
                     },
+                    files: tempfile::tempdir().expect("temporary folder"),
                     _folder: None,
                     schema: Some(schema),
                 }
@@ -439,6 +443,13 @@ pub fn message_settings(database: &TestDatabase, url: &str) -> message_service::
             database: database.settings.clone(),
             conversation_service_url: url.to_owned(),
             encryption: test_encryption(),
+            attachments: message_service::blobs::AttachmentSettings {
+                store: message_service::blobs::StoreSettings {
+                    path: database.files.path().to_path_buf(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             // Tests of other behaviour are not throttled; tests of the limits set their own.
             limits: message_service::limits::LimitSettings::unlimited(),
             ..Default::default()
@@ -813,4 +824,76 @@ pub async fn subscribe(
         .await
         .expect("subscribe")
         .into_inner()
+}
+
+fn s3_url() -> String {
+    std::env::var("MESSAGING_TEST_S3_URL").unwrap_or_else(|_| "http://127.0.0.1:8333".to_owned())
+}
+
+/// Settings of the test S3-compatible server (SeaweedFS from `.ci/services`: bucket
+/// `messaging-test`, access key `messaging`), under a prefix of their own so tests run side by
+/// side; `None` (skip) when it is unreachable outside CI, a panic under `CI=true`.
+pub async fn s3_or_skip() -> Option<message_service::blobs::StoreSettings> {
+    let settings = message_service::blobs::StoreSettings {
+        kind: message_service::blobs::StoreKind::S3,
+        endpoint: Some(s3_url()),
+        bucket: Some(
+            std::env::var("MESSAGING_TEST_S3_BUCKET").unwrap_or_else(|_| "messaging-test".into()),
+        ),
+        allow_http: true,
+        access_key_id: Some(Secret::new(
+            std::env::var("MESSAGING_TEST_S3_KEY").unwrap_or_else(|_| "messaging".into()),
+        )),
+        secret_access_key: Some(Secret::new(
+            std::env::var("MESSAGING_TEST_S3_SECRET").unwrap_or_else(|_| "messaging-secret".into()),
+        )),
+        prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    };
+    let blobs = message_service::blobs::Blobs::from_settings(&settings).expect("S3 settings");
+    // The server may still be creating the bucket just after it started: ask until it answers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = tokio::time::timeout(
+            Duration::from_secs(5),
+            blobs.objects().list_with_delimiter(None),
+        )
+        .await;
+        match listed {
+            Ok(Ok(_)) => return Some(settings),
+            outcome if tokio::time::Instant::now() >= deadline => {
+                assert!(
+                    std::env::var("CI").map_or(true, |value| value != "true"),
+                    "the S3 server at {} is unusable and CI=true: S3 tests must run ({outcome:?})",
+                    s3_url()
+                );
+                eprintln!("skipping: the S3 server at {} is unusable", s3_url());
+                return None;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// clamd's test address (`.ci/services` starts one with the EICAR signature) when reachable;
+/// `None` (skip) outside CI, a panic under `CI=true`.
+pub async fn clamd_or_skip() -> Option<String> {
+    let address =
+        std::env::var("MESSAGING_TEST_CLAMD").unwrap_or_else(|_| "127.0.0.1:3310".to_owned());
+    let reachable = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&address),
+    )
+    .await
+    .map(|result| result.is_ok())
+    .unwrap_or(false);
+    if reachable {
+        return Some(address);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |value| value != "true"),
+        "clamd at {address} is unreachable and CI=true: ClamAV tests must run"
+    );
+    eprintln!("skipping: clamd at {address} is unreachable (set CI=true to fail instead)");
+    None
 }

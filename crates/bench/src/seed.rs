@@ -142,6 +142,7 @@ pub async fn messages(
                 mentions: Vec::new(),
                 metadata: Default::default(),
                 has_attachments: false,
+                attachments: Vec::new(),
                 reply_count: 0,
                 last_reply_at: None,
                 request_id: None,

@@ -64,6 +64,8 @@ pub struct ServiceSettings {
     pub typing_interval: Duration,
     /// Encryption at rest (`[message_service.encryption]`).
     pub encryption: crate::store::keys::EncryptionSettings,
+    /// Attachments: limits, object storage and the scanner (`[message_service.attachments]`).
+    pub attachments: crate::blobs::AttachmentSettings,
 }
 
 impl Default for ServiceSettings {
@@ -89,6 +91,7 @@ impl Default for ServiceSettings {
             limits: crate::limits::LimitSettings::default(),
             typing_interval: Duration::from_secs(1),
             encryption: crate::store::keys::EncryptionSettings::default(),
+            attachments: crate::blobs::AttachmentSettings::default(),
         }
     }
 }

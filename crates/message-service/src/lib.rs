@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod blobs;
 pub mod config;
 pub mod domain;
 pub mod events;
@@ -89,6 +90,12 @@ pub async fn run(
         },
     );
     let store = store::SqlStore::new(db, keys, bus);
+    let files = app::Files {
+        blobs: blobs::Blobs::from_settings(&service.attachments.store)?,
+        scanner: blobs::scan::Scanner::new(service.attachments.scanner.clone()),
+        settings: Arc::new(service.attachments.clone()),
+        sweeps: store.sweeps(),
+    };
     let app = Messages::new(
         Arc::new(store),
         Arc::new(gate),
@@ -97,7 +104,13 @@ pub async fn run(
             edit_window: service.edit_window,
         },
         limits,
-    );
+    )
+    .with_files(files);
+    let sweeper = tokio::spawn(jobs::attachments::sweep(
+        app.clone(),
+        service.attachments.sweep_interval,
+        drain.closing.clone(),
+    ));
     let routes = Routes::new(MessageServiceServer::with_interceptor(
         grpc::MessageGrpc::new(app, live),
         authenticator.interceptor(),
@@ -111,7 +124,11 @@ pub async fn run(
     let result =
         messaging_platform::server::serve(listener, routes, &SERVICE_NAMES, shutdown, drain).await;
     messaging_platform::server::join_background(
-        vec![("event relay", relay), ("event follower", follower)],
+        vec![
+            ("event relay", relay),
+            ("event follower", follower),
+            ("attachment sweeper", sweeper),
+        ],
         deadline,
     )
     .await;

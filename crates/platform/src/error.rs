@@ -45,6 +45,9 @@ pub enum ApiError {
         /// When a retry can succeed.
         retry_after: std::time::Duration,
     },
+    /// A position past the end was asked for (a byte range beyond a file's size).
+    #[error("out of range: {0}")]
+    OutOfRange(String),
     /// A dependency is down; retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -79,6 +82,7 @@ impl ApiError {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::Aborted(_) => Code::Aborted,
             Self::ResourceExhausted(_) | Self::RateLimited { .. } => Code::ResourceExhausted,
+            Self::OutOfRange(_) => Code::OutOfRange,
             Self::Unavailable(_) => Code::Unavailable,
             Self::DataLoss(_) => Code::DataLoss,
             Self::Internal(_) => Code::Internal,
@@ -138,6 +142,7 @@ impl From<ApiError> for Status {
             | ApiError::AlreadyExists(message)
             | ApiError::Aborted(message)
             | ApiError::ResourceExhausted(message)
+            | ApiError::OutOfRange(message)
             | ApiError::Unavailable(message) => Status::new(code, message),
         }
     }

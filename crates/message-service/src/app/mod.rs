@@ -3,6 +3,7 @@
 //! `search`. Each asks the conversation gate (`crate::peer`) first, then the store, in domain
 //! types only: no rows, no protos, no SQL.
 
+mod attachments;
 mod edit;
 mod reactions;
 mod read;
@@ -21,6 +22,7 @@ use crate::limits::Limits;
 use crate::peer::Permissions;
 use crate::store::Store;
 
+pub use attachments::Files;
 pub use read::{ListRequest, MessagePage, Start};
 pub use search::{MAX_SEARCH_TERMS, SearchHit, SearchRequest};
 pub use send::Sent;
@@ -44,6 +46,7 @@ pub struct Messages {
     gate: Arc<dyn Permissions>,
     policy: Policy,
     limits: Arc<Limits>,
+    files: Option<Arc<Files>>,
 }
 
 fn not_found() -> ApiError {
@@ -63,7 +66,15 @@ impl Messages {
             gate,
             policy,
             limits,
+            files: None,
         }
+    }
+
+    /// The use cases with attachments stored in `files`.
+    #[must_use]
+    pub fn with_files(mut self, files: Files) -> Self {
+        self.files = Some(Arc::new(files));
+        self
     }
 
     /// The configured limits.

@@ -25,6 +25,19 @@ impl Messages {
     /// response; the message returned is the one stored, never sealed and opened again.
     pub async fn send(&self, caller: &Caller, new: NewMessage) -> ApiResult<Sent> {
         self.limits.check_write(caller)?;
+        if !new.attachments.is_empty() {
+            let most = self
+                .files()?
+                .settings
+                .limits(&caller.tenant_id)
+                .max_per_message;
+            if new.attachments.len() > most {
+                return Err(messaging_platform::ApiError::invalid(
+                    "attachment_ids",
+                    format!("at most {most} attachments per message"),
+                ));
+            }
+        }
         self.gate
             .require(caller, new.conversation, Action::Post)
             .await?;

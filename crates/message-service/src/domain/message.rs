@@ -37,6 +37,8 @@ pub struct Message {
     pub metadata: Metadata,
     /// Whether attachments came with it.
     pub has_attachments: bool,
+    /// The attachments it carries, in the order they were sent (none once deleted).
+    pub attachments: Vec<super::attachment::Attachment>,
     /// Replies in its thread (roots only).
     pub reply_count: i32,
     /// When the newest reply came (roots only).
@@ -77,6 +79,8 @@ pub struct NewMessage {
     pub request_id: Option<RequestId>,
     /// Client search tokens of an end-to-end payload.
     pub search_tokens: Vec<Vec<u8>>,
+    /// Attachments to carry, in order.
+    pub attachments: Vec<Uuid>,
 }
 
 impl NewMessage {
@@ -102,6 +106,9 @@ impl NewMessage {
         };
         parts.push(parent.as_bytes());
         parts.extend(mentions.iter().map(|mention| mention.as_bytes()));
+        let attachments: Vec<String> = self.attachments.iter().map(Uuid::to_string).collect();
+        parts.push(b"attachments");
+        parts.extend(attachments.iter().map(String::as_bytes));
         for (key, value) in &self.metadata {
             parts.push(key.as_bytes());
             parts.push(value.as_bytes());
@@ -280,6 +287,7 @@ mod tests {
             metadata: Metadata::new(),
             request_id: None,
             search_tokens: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -303,6 +311,7 @@ mod tests {
             mentions: Vec::new(),
             metadata: Metadata::new(),
             has_attachments: false,
+            attachments: Vec::new(),
             reply_count: 0,
             last_reply_at: None,
             request_id: None,

@@ -3,6 +3,7 @@
 //! (`crate::app`) speak only these.
 
 pub mod access;
+pub mod attachment;
 pub mod content;
 pub mod emoji;
 pub mod event;

@@ -3,6 +3,7 @@
 //! become `tonic::Status` in one place (`messaging_platform::ApiError`). Subscribe and typing
 //! indicators, which are gRPC streams and bus events rather than stored state, are `streams`.
 
+pub mod attachments;
 pub mod request;
 pub mod response;
 pub mod streams;
@@ -15,7 +16,8 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Messages;
 use response::{
-    reaction_to_proto, read_state_to_proto, revision_to_proto, summaries_to_proto, view_to_proto,
+    attachment_to_proto, reaction_to_proto, read_state_to_proto, revision_to_proto,
+    summaries_to_proto, view_to_proto,
 };
 use streams::Live;
 
@@ -359,6 +361,63 @@ impl MessageService for MessageGrpc {
                 let (conversation, parent) = request::typing(request.get_ref())?;
                 self.live.typing(&caller, conversation, parent).await?;
                 Ok(pb::SendTypingIndicatorResponse {})
+            }
+            .await,
+        )
+    }
+
+    async fn upload_attachment(
+        &self,
+        request: Request<tonic::Streaming<pb::UploadAttachmentRequest>>,
+    ) -> Result<Response<pb::UploadAttachmentResponse>, Status> {
+        let caller = Caller::from_request(&request).map_err(Status::from)?;
+        let (upload, content) = attachments::split_upload(request.into_inner()).await?;
+        // In a task of its own: when the client goes away, the handler is dropped, but the
+        // upload still keeps and acknowledges what arrived, so that it can be resumed.
+        let app = self.app.clone();
+        let stored = tokio::spawn(async move { app.upload(&caller, upload, content).await })
+            .await
+            .map_err(|error| Status::internal(format!("upload task failed: {error}")))?;
+        respond(stored.map(|attachment| pb::UploadAttachmentResponse {
+            attachment: Some(attachment_to_proto(&attachment)),
+        }))
+    }
+
+    async fn get_attachment(
+        &self,
+        request: Request<pb::GetAttachmentRequest>,
+    ) -> Result<Response<pb::GetAttachmentResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let (conversation, id) =
+                    request::attachment_ids(&request.conversation_id, &request.attachment_id)?;
+                let attachment = self.app.attachment(&caller, conversation, id).await?;
+                Ok(pb::GetAttachmentResponse {
+                    attachment: Some(attachment_to_proto(&attachment)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn download_attachment(
+        &self,
+        request: Request<pb::DownloadAttachmentRequest>,
+    ) -> Result<Response<attachments::DownloadStream>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let (conversation, id) =
+                    request::attachment_ids(&request.conversation_id, &request.attachment_id)?;
+                let (offset, length) = request::byte_range(request.offset, request.length)?;
+                let content = self
+                    .app
+                    .download(&caller, conversation, id, offset, length)
+                    .await?;
+                Ok(attachments::download_stream(content))
             }
             .await,
         )

@@ -12,6 +12,7 @@ use messaging_proto::message::v1 as pb;
 use uuid::Uuid;
 
 use crate::app::{self, ListRequest, SearchRequest, Start};
+use crate::domain::attachment::Upload;
 use crate::domain::content::{self, Content};
 use crate::domain::message::mentions;
 use crate::domain::{Edit, MessageFilter, NewMessage};
@@ -81,11 +82,16 @@ pub fn new_message(request: &pb::SendMessageRequest, max: usize) -> ApiResult<Ne
     if empty_text && request.attachment_ids.is_empty() {
         violations.add("text", "required unless attachments are sent");
     }
-    if !request.attachment_ids.is_empty() {
-        violations.add(
-            "attachment_ids",
-            "no such attachment: attachments are not available in this release",
-        );
+    let mut attachments = Vec::with_capacity(request.attachment_ids.len());
+    for (index, id) in request.attachment_ids.iter().enumerate() {
+        let field = format!("attachment_ids[{index}]");
+        if let Some(id) = violations.check(resource_id(&field, id)) {
+            if attachments.contains(&id) {
+                violations.add(field, "names an attachment given already");
+            } else {
+                attachments.push(id);
+            }
+        }
     }
     let parent = if request.parent_id.is_empty() {
         None
@@ -123,7 +129,54 @@ pub fn new_message(request: &pb::SendMessageRequest, max: usize) -> ApiResult<Ne
         metadata,
         request_id,
         search_tokens,
+        attachments,
     })
+}
+
+/// The metadata of an upload stream's first message.
+pub fn upload(metadata: Option<&pb::AttachmentUploadMetadata>) -> ApiResult<Upload> {
+    let Some(metadata) = metadata else {
+        return Err(ApiError::invalid(
+            "metadata",
+            "the first message of an upload must carry the metadata",
+        ));
+    };
+    Upload::parse(
+        &metadata.conversation_id,
+        &metadata.file_name,
+        &metadata.content_type,
+        metadata.size_bytes,
+        &metadata.sha256,
+        &metadata.attachment_id,
+        metadata.offset,
+    )
+}
+
+/// GetAttachment and DownloadAttachment's ids.
+pub fn attachment_ids(conversation: &str, attachment: &str) -> ApiResult<(Uuid, Uuid)> {
+    let mut violations = FieldViolations::new();
+    let conversation = violations.check(resource_id("conversation_id", conversation));
+    let attachment = violations.check(resource_id("attachment_id", attachment));
+    violations.finish()?;
+    Ok((
+        conversation.unwrap_or_default(),
+        attachment.unwrap_or_default(),
+    ))
+}
+
+/// DownloadAttachment's byte range.
+pub fn byte_range(offset: i64, length: i64) -> ApiResult<(u64, u64)> {
+    let mut violations = FieldViolations::new();
+    let offset = u64::try_from(offset).unwrap_or_else(|_| {
+        violations.add("offset", "must not be negative");
+        0
+    });
+    let length = u64::try_from(length).unwrap_or_else(|_| {
+        violations.add("length", "must not be negative (0: to the end)");
+        0
+    });
+    violations.finish()?;
+    Ok((offset, length))
 }
 
 /// ListMessages.

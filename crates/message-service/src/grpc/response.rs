@@ -4,6 +4,7 @@
 use messaging_platform::time::{to_optional_timestamp, to_timestamp};
 use messaging_proto::message::v1 as pb;
 
+use crate::domain::attachment::{Attachment, AttachmentState};
 use crate::domain::{
     Content, Message, MessageView, Reaction, ReactionSummary, ReadState, Revision,
 };
@@ -25,6 +26,33 @@ pub fn content_to_proto(content: Option<&Content>) -> Option<pb::message::Conten
     })
 }
 
+/// An attachment's metadata.
+pub fn attachment_to_proto(attachment: &Attachment) -> pb::Attachment {
+    pb::Attachment {
+        attachment_id: attachment.id.to_string(),
+        file_name: attachment.file_name.clone(),
+        content_type: attachment.content_type.clone(),
+        size_bytes: attachment.size,
+        sha256: attachment.sha256.clone(),
+        uploader_id: attachment.uploader.clone(),
+        create_time: Some(to_timestamp(attachment.created_at)),
+        declared_content_type: attachment.declared_type.clone(),
+        state: match attachment.state {
+            AttachmentState::Uploading => pb::AttachmentState::Uploading,
+            AttachmentState::Pending => pb::AttachmentState::Pending,
+            AttachmentState::Clean => pb::AttachmentState::Clean,
+            AttachmentState::Infected => pb::AttachmentState::Infected,
+        }
+        .into(),
+        conversation_id: attachment.conversation.to_string(),
+        message_id: attachment
+            .message
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        uploaded_bytes: attachment.uploaded,
+    }
+}
+
 /// A message with the caller's view of its reactions.
 pub fn message_to_proto(message: &Message, reactions: &[ReactionSummary]) -> pb::Message {
     pb::Message {
@@ -40,7 +68,11 @@ pub fn message_to_proto(message: &Message, reactions: &[ReactionSummary]) -> pb:
             .iter()
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect(),
-        attachments: Vec::new(),
+        attachments: message
+            .attachments
+            .iter()
+            .map(attachment_to_proto)
+            .collect(),
         reactions: summaries_to_proto(reactions),
         reply_count: message.reply_count,
         last_reply_time: to_optional_timestamp(message.last_reply_at),

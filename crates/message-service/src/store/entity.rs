@@ -276,3 +276,48 @@ pub mod participant {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `attachments`: one row per upload; the content is in object storage (`crate::blobs`).
+pub mod attachment {
+    use chrono::{DateTime, Utc};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "attachments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub conversation_id: Uuid,
+        pub uploader_id: String,
+        /// The message that carries it.
+        pub message_id: Option<Uuid>,
+        /// Its place among the message's attachments.
+        pub position: i32,
+        /// The file name: sealed with data key `key_version`, or UTF-8 when that is 0.
+        pub file_name: Vec<u8>,
+        /// Data key version of the name and of the content's frames; 0: not encrypted.
+        pub key_version: i32,
+        pub declared_type: String,
+        pub content_type: String,
+        pub size_bytes: i64,
+        pub sha256: String,
+        pub uploaded_bytes: i64,
+        /// `uploading`, `pending`, `clean` or `infected`.
+        pub state: String,
+        /// Random name of its objects.
+        pub storage_key: String,
+        /// JSON array of `{key, frames}`, in order.
+        pub segments: String,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+        /// When its message was deleted (or it was abandoned): its objects are to be removed.
+        pub deleted_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

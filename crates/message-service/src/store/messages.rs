@@ -188,12 +188,14 @@ impl MessageStore for SqlStore {
             metadata: "{}".to_owned(),
             mention_ids: "[]".to_owned(),
             revision_count: 0,
+            has_attachments: false,
             deleted_at: Some(at),
             key_version: None,
             sealed: None,
             ..row
         };
         erase_dependents(&transaction, &tombstone).await?;
+        let detached = super::attachments::detach(&transaction, tenant, id).await?;
         replace_search_entries(&transaction, tenant, conversation, id, Vec::new()).await?;
         if let Some(root) = tombstone.parent_id {
             count_reply(&transaction, tenant, conversation, root, None).await?;
@@ -211,6 +213,9 @@ impl MessageStore for SqlStore {
             .await?;
         transaction.commit().await?;
         self.bus.committed();
+        if detached {
+            self.sweeps.notify_one();
+        }
         Ok(Some(
             message_from_row(&self.keys, &self.db, tombstone).await?,
         ))
@@ -298,6 +303,16 @@ impl SqlStore {
         if let Some(root) = root {
             count_reply(&transaction, tenant, new.conversation, root, Some(at)).await?;
         }
+        let attachments = super::attachments::link(
+            &self.keys,
+            &transaction,
+            tenant,
+            sender,
+            new.conversation,
+            id,
+            &new.attachments,
+        )
+        .await?;
         let message = Message {
             id,
             conversation: new.conversation,
@@ -307,7 +322,8 @@ impl SqlStore {
             parent: root,
             mentions: new.mentions.clone(),
             metadata: new.metadata.clone(),
-            has_attachments: false,
+            has_attachments: !attachments.is_empty(),
+            attachments,
             reply_count: 0,
             last_reply_at: None,
             request_id: new.request_id.clone(),

@@ -8,6 +8,7 @@
 //! Every query filters by tenant. Each write records its event (`crate::events`) in the outbox
 //! within its own transaction.
 
+mod attachments;
 pub mod entity;
 pub mod keys;
 mod messages;
@@ -28,6 +29,8 @@ use messaging_platform::{ApiError, TenantId, UserId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use uuid::Uuid;
 
+use crate::blobs::Layout;
+use crate::domain::attachment::{Attachment, AttachmentState};
 use crate::domain::{
     Message, MessageEvent, MessageFilter, NewMessage, Reaction, ReactionSummary, ReadState,
     Revision, Unread,
@@ -294,14 +297,87 @@ pub trait ParticipantStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<HashSet<String>>;
 }
 
+/// Attachments: their rows and their content's layout (the content itself is in
+/// `crate::blobs`). Deleted attachments are invisible here but for the sweeper.
+#[async_trait::async_trait]
+pub trait AttachmentStore: Send + Sync + std::fmt::Debug {
+    /// Attachment `id` of `tenant` and where its content is.
+    async fn attachment(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+    ) -> StoreResult<Option<(Attachment, Layout)>>;
+
+    /// The data key to seal a new upload's content with (`None`: the current one), or that
+    /// version (0: none, encryption was off). `None` with encryption off.
+    async fn upload_key(
+        &self,
+        tenant: &TenantId,
+        version: Option<u32>,
+    ) -> StoreResult<Option<std::sync::Arc<DataKey>>>;
+
+    /// Records a new upload; false when its id is taken in the tenant already.
+    async fn start_upload(
+        &self,
+        tenant: &TenantId,
+        attachment: &Attachment,
+        layout: &Layout,
+    ) -> StoreResult<bool>;
+
+    /// Records `layout` (with a new segment) and `uploaded` bytes, if the upload still had
+    /// `uploaded_before` bytes (false: another stream of it committed first).
+    async fn add_segment(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        layout: &Layout,
+        uploaded_before: i64,
+        uploaded: i64,
+    ) -> StoreResult<bool>;
+
+    /// Moves the attachment from state `from` to `to` (and sets its content type); false when
+    /// it was not in `from`.
+    async fn set_state(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        from: AttachmentState,
+        to: AttachmentState,
+        content_type: Option<&str>,
+    ) -> StoreResult<bool>;
+
+    /// Marks the attachment for removal: invisible at once, its objects removed by the sweeper.
+    async fn discard(&self, tenant: &TenantId, id: Uuid) -> StoreResult<()>;
+
+    /// Attachments whose objects are to be removed (marked, or abandoned: no message carries
+    /// them and nothing changed since `abandoned_before`, which marks them), with their
+    /// storage keys.
+    async fn sweepable(
+        &self,
+        abandoned_before: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<Vec<(TenantId, Uuid, String)>>;
+
+    /// Forgets a marked attachment once its objects are gone.
+    async fn forget(&self, tenant: &TenantId, id: Uuid) -> StoreResult<()>;
+
+    /// Attachments waiting for the scanner, the longest waiting first.
+    async fn unscanned(&self, limit: u64) -> StoreResult<Vec<(TenantId, Uuid)>>;
+}
+
 /// Every store trait at once, for the use cases.
 pub trait Store:
-    MessageStore + ReactionStore + ReadStateStore + SearchStore + ParticipantStore
+    MessageStore + ReactionStore + ReadStateStore + SearchStore + ParticipantStore + AttachmentStore
 {
 }
 
 impl<T> Store for T where
-    T: MessageStore + ReactionStore + ReadStateStore + SearchStore + ParticipantStore
+    T: MessageStore
+        + ReactionStore
+        + ReadStateStore
+        + SearchStore
+        + ParticipantStore
+        + AttachmentStore
 {
 }
 
@@ -311,13 +387,24 @@ pub struct SqlStore {
     db: DatabaseConnection,
     keys: Keyring,
     bus: EventBus,
+    sweeps: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl SqlStore {
     /// The store over `db`, sealing with `keys`, waking `bus`'s relay after each commit that
     /// recorded an event.
     pub fn new(db: DatabaseConnection, keys: Keyring, bus: EventBus) -> Self {
-        Self { db, keys, bus }
+        Self {
+            db,
+            keys,
+            bus,
+            sweeps: std::sync::Arc::default(),
+        }
+    }
+
+    /// Notified after a commit that left attachment objects to remove (a deleted message's).
+    pub fn sweeps(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.sweeps.clone()
     }
 
     /// The tenants' keys.

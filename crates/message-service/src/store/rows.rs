@@ -194,8 +194,20 @@ async fn open_value<C: ConnectionTrait>(
         .map_err(|error| corrupt("sealed value", error))
 }
 
-/// A message row as a message, its sealed column opened.
+/// A message row as a message, its sealed column opened and its attachments read.
 pub async fn message_from_row<C: ConnectionTrait>(
+    keys: &Keyring,
+    connection: &C,
+    row: message::Model,
+) -> StoreResult<Message> {
+    let tenant = row.tenant_id.clone();
+    let mut messages = [decode_message(keys, connection, row).await?];
+    super::attachments::attach(keys, connection, &tenant, &mut messages).await?;
+    let [message] = messages;
+    Ok(message)
+}
+
+async fn decode_message<C: ConnectionTrait>(
     keys: &Keyring,
     connection: &C,
     row: message::Model,
@@ -235,6 +247,7 @@ pub async fn message_from_row<C: ConnectionTrait>(
         mentions: serde_json::from_str(&row.mention_ids).map_err(|error| corrupt(&what, error))?,
         metadata,
         has_attachments: row.has_attachments,
+        attachments: Vec::new(),
         reply_count: row.reply_count,
         last_reply_at: row.last_reply_at,
         request_id: row.request_id.map(RequestId::trusted),
@@ -251,10 +264,14 @@ pub async fn messages_from_rows<C: ConnectionTrait>(
     connection: &C,
     rows: Vec<message::Model>,
 ) -> StoreResult<Vec<Message>> {
+    let Some(tenant) = rows.first().map(|row| row.tenant_id.clone()) else {
+        return Ok(Vec::new());
+    };
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows {
-        messages.push(message_from_row(keys, connection, row).await?);
+        messages.push(decode_message(keys, connection, row).await?);
     }
+    super::attachments::attach(keys, connection, &tenant, &mut messages).await?;
     Ok(messages)
 }
 

@@ -7,6 +7,7 @@ mod m0002_events;
 mod m0003_nats_progress;
 mod m0004_keys_and_search;
 mod m0005_participants;
+mod m0006_attachments;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_nats_progress::Migration),
             Box::new(m0004_keys_and_search::Migration),
             Box::new(m0005_participants::Migration),
+            Box::new(m0006_attachments::Migration),
         ]
     }
 }

@@ -426,7 +426,7 @@ async fn bad_input_names_the_fields(backend: Backend) {
         })
         .await
         .expect_err("attachments");
-    assert_eq!(fields(attachments), vec!["attachment_ids"]);
+    assert_eq!(fields(attachments), vec!["attachment_ids[0]"]);
 }
 
 async fn removed_participants_lose_access_within_the_cache_ttl(backend: Backend) {

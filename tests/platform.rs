@@ -120,6 +120,20 @@ async fn message_service_authenticates_before_answering() {
     let status = alice
         .get_attachment(message::GetAttachmentRequest::default())
         .await
+        .expect_err("no ids");
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "authenticated, then validated"
+    );
+    let mut compliance =
+        message::compliance_service_client::ComplianceServiceClient::with_interceptor(
+            server.channel().await,
+            Headers::bearer(&token),
+        );
+    let status = compliance
+        .set_retention_policy(message::SetRetentionPolicyRequest::default())
+        .await
         .expect_err("not yet");
     assert_eq!(status.code(), Code::Unimplemented);
 }
@@ -190,6 +204,15 @@ fn the_example_configurations_load() {
             );
             assert_eq!(message.message_service.events.nats.url, "nats://nats:4222");
             assert_eq!(message.message_service.events.nats.stream, "MESSAGING");
+            let attachments = &message.message_service.attachments;
+            assert_eq!(
+                attachments.store.kind,
+                message_service::blobs::StoreKind::S3
+            );
+            assert_eq!(
+                attachments.scanner.kind,
+                message_service::blobs::scan::ScannerKind::Clamav
+            );
         }
     }
 }

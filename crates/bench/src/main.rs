@@ -7,6 +7,7 @@
 //! else on the embedded SQLite default. Results go to the terminal, `<out>/results.json` and
 //! `<out>/latency.svg`.
 
+mod attachments;
 mod fanout;
 mod history;
 mod report;
@@ -37,10 +38,10 @@ struct Cli {
     #[arg(long, default_value = "quick")]
     profile: String,
     /// Scenarios to run, comma-separated: floors, send, fanout, unread, history, search,
-    /// streams.
+    /// streams, attachments.
     #[arg(
         long,
-        default_value = "floors,send,fanout,unread,history,search,streams",
+        default_value = "floors,send,fanout,unread,history,search,streams,attachments",
         value_delimiter = ','
     )]
     scenarios: Vec<String>,
@@ -302,6 +303,10 @@ async fn main() -> anyhow::Result<()> {
                 memory.opened_in.as_secs_f64()
             ),
         );
+    }
+
+    if wants("attachments") {
+        attachments::attachments(&deployment, &mut report, phase).await?;
     }
 
     report.print();

@@ -166,6 +166,15 @@ impl Deployment {
                 },
                 // The bench measures throughput, which the per-user write rate would cap.
                 limits: message_service::admin::LimitSettings::unlimited(),
+                attachments: message_service::admin::AttachmentSettings {
+                    store: message_service::admin::StoreSettings {
+                        path: folder.path().join("attachments"),
+                        ..Default::default()
+                    },
+                    // The attachments scenario uploads a 1 GiB file.
+                    max_size_bytes: 2 << 30,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         };

@@ -22,7 +22,7 @@ pub struct StreamMemory {
     pub opened_in: Duration,
 }
 
-fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
+pub fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = status
         .lines()
@@ -42,8 +42,24 @@ fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
 /// Streams per HTTP/2 connection, as clients spread over connections would.
 const PER_CONNECTION: usize = 500;
 
-/// Starts a second message-service, opens `count` idle streams to it, and measures.
-pub async fn idle_memory(deployment: &Deployment, count: usize) -> anyhow::Result<StreamMemory> {
+/// A second message-service process: the release binary built next to this one, on the
+/// deployment's databases and conversation-service, so that its memory is the server's alone.
+pub struct ServiceProcess {
+    /// The process (killed when dropped).
+    pub child: tokio::process::Child,
+    /// Its pid.
+    pub pid: u32,
+    /// A channel to it.
+    pub channel: Channel,
+    /// Its URL.
+    pub url: String,
+}
+
+/// Starts a [`ServiceProcess`] with the deployment's settings plus `extra` environment.
+pub async fn spawn_message_service(
+    deployment: &Deployment,
+    extra: &[(&str, String)],
+) -> anyhow::Result<ServiceProcess> {
     let binary = std::env::current_exe()?.with_file_name("message-service");
     anyhow::ensure!(
         binary.exists(),
@@ -86,11 +102,22 @@ pub async fn idle_memory(deployment: &Deployment, count: usize) -> anyhow::Resul
     if let Some(secret) = &settings.auth.hs256_secret {
         command.env("MESSAGING__AUTH__HS256_SECRET", secret.expose());
     }
+    command.env(
+        "MESSAGING__MESSAGE_SERVICE__ATTACHMENTS__STORE__PATH",
+        &service.attachments.store.path,
+    );
+    command.env(
+        "MESSAGING__MESSAGE_SERVICE__ATTACHMENTS__MAX_SIZE_BYTES",
+        service.attachments.max_size_bytes.to_string(),
+    );
+    for (name, value) in extra {
+        command.env(name, value);
+    }
     let child = command.spawn()?;
     let pid = child.id().ok_or_else(|| anyhow::anyhow!("no pid"))?;
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let first = loop {
+    let channel = loop {
         if let Ok(channel) = Channel::from_shared(url.clone())?.connect().await {
             let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
             if health
@@ -109,6 +136,22 @@ pub async fn idle_memory(deployment: &Deployment, count: usize) -> anyhow::Resul
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    Ok(ServiceProcess {
+        child,
+        pid,
+        channel,
+        url,
+    })
+}
+
+/// Starts a second message-service, opens `count` idle streams to it, and measures.
+pub async fn idle_memory(deployment: &Deployment, count: usize) -> anyhow::Result<StreamMemory> {
+    let ServiceProcess {
+        child,
+        pid,
+        channel: first,
+        url,
+    } = spawn_message_service(deployment, &[]).await?;
     // Warm up: one stream opened and closed, so that lazily built state is not counted.
     drop(
         deployment

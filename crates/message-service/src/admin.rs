@@ -6,6 +6,7 @@
 //! The other modules stay public for the end-to-end and conformance tests, which drive the
 //! store traits directly; tools should not need them.
 
+pub use crate::blobs::{AttachmentSettings, Blobs, StoreSettings};
 pub use crate::config::{ServiceSettings, Settings};
 pub use crate::events::NatsSettings;
 pub use crate::limits::LimitSettings;

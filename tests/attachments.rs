@@ -272,55 +272,34 @@ async fn refuses_oversize_mid_stream(backend: Backend) {
     let Some(setup) = setup(backend, |settings| settings.max_size_bytes = MIB as u64).await else {
         return;
     };
-    let mut bob = setup.harness.client(TENANT, "bob");
+    let bob = setup.harness.client(TENANT, "bob");
     // Streams that would never end: the refusals must come while they are still sending.
-    let endless = |metadata: pb::AttachmentUploadMetadata| {
-        futures::stream::iter([pb::UploadAttachmentRequest {
+    let refused = |size_bytes: usize| {
+        let metadata = pb::AttachmentUploadMetadata {
+            size_bytes: size_bytes as i64,
+            ..metadata(&setup.conversation, "big.bin", "application/octet-stream", b"")
+        };
+        let endless = futures::stream::iter([pb::UploadAttachmentRequest {
             metadata: Some(metadata),
             chunk: Bytes::new(),
         }])
-        .chain(futures::stream::repeat_with(|| {
-            pb::UploadAttachmentRequest {
-                metadata: None,
-                chunk: Bytes::from(vec![7_u8; 64 * 1024]),
-            }
-        }))
+        .chain(futures::stream::repeat_with(|| pb::UploadAttachmentRequest {
+            metadata: None,
+            chunk: Bytes::from(vec![7_u8; 64 * 1024]),
+        }));
+        let mut bob = bob.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), bob.upload_attachment(endless))
+                .await
+                .expect("refused before the end")
+                .expect_err("refused")
+        }
     };
-    let declared_too_big = pb::AttachmentUploadMetadata {
-        size_bytes: 2 * MIB as i64,
-        ..metadata(
-            &setup.conversation,
-            "big.bin",
-            "application/octet-stream",
-            b"",
-        )
-    };
-    let refused = tokio::time::timeout(
-        Duration::from_secs(30),
-        bob.upload_attachment(endless(declared_too_big)),
-    )
-    .await
-    .expect("refused before the end")
-    .expect_err("over the limit");
-    assert_eq!(refused.code(), Code::ResourceExhausted);
-    let more_than_declared = pb::AttachmentUploadMetadata {
-        size_bytes: 100 * 1024,
-        ..metadata(
-            &setup.conversation,
-            "liar.bin",
-            "application/octet-stream",
-            b"",
-        )
-    };
-    let refused = tokio::time::timeout(
-        Duration::from_secs(30),
-        bob.upload_attachment(endless(more_than_declared)),
-    )
-    .await
-    .expect("refused before the end")
-    .expect_err("more than declared");
-    assert_eq!(refused.code(), Code::InvalidArgument);
-    assert_eq!(violated_fields(&refused), ["chunk"]);
+    let declared_too_big = refused(2 * MIB).await;
+    assert_eq!(declared_too_big.code(), Code::ResourceExhausted);
+    let more_than_declared = refused(100 * 1024).await;
+    assert_eq!(more_than_declared.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&more_than_declared), ["chunk"]);
     wait_until_empty(&setup.blobs, "nothing of the refused uploads is kept").await;
 }
 

@@ -277,15 +277,22 @@ async fn refuses_oversize_mid_stream(backend: Backend) {
     let refused = |size_bytes: usize| {
         let metadata = pb::AttachmentUploadMetadata {
             size_bytes: size_bytes as i64,
-            ..metadata(&setup.conversation, "big.bin", "application/octet-stream", b"")
+            ..metadata(
+                &setup.conversation,
+                "big.bin",
+                "application/octet-stream",
+                b"",
+            )
         };
         let endless = futures::stream::iter([pb::UploadAttachmentRequest {
             metadata: Some(metadata),
             chunk: Bytes::new(),
         }])
-        .chain(futures::stream::repeat_with(|| pb::UploadAttachmentRequest {
-            metadata: None,
-            chunk: Bytes::from(vec![7_u8; 64 * 1024]),
+        .chain(futures::stream::repeat_with(|| {
+            pb::UploadAttachmentRequest {
+                metadata: None,
+                chunk: Bytes::from(vec![7_u8; 64 * 1024]),
+            }
         }));
         let mut bob = bob.clone();
         async move {

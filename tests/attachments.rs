@@ -720,6 +720,19 @@ async fn permissions_and_tenants(backend: Backend) {
         .await
         .expect_err("someone else's attachment");
     assert_eq!(violated_fields(&refused), ["attachment_ids[0]"]);
+    // Nor in another conversation, by its uploader.
+    let mut alice = setup.harness.conversations.client(TENANT, "alice");
+    let elsewhere = messaging_e2e::create_group(
+        &mut alice,
+        "Elsewhere",
+        &[("bob", messaging_proto::conversation::v1::Role::Member)],
+    )
+    .await;
+    let refused = bob
+        .send_message(attachment_message(&elsewhere, "wrong place", &[&id]))
+        .await
+        .expect_err("another conversation");
+    assert_eq!(violated_fields(&refused), ["attachment_ids[0]"]);
     bob.send_message(attachment_message(conversation, "numbers", &[&id]))
         .await
         .expect("send");

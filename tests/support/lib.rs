@@ -72,19 +72,20 @@ pub async fn postgres_or_skip() -> bool {
     .await
     .map(|result| result.is_ok())
     .unwrap_or(false);
-    if reachable {
-        return true;
+    if !reachable {
+        skip_or_fail(&format!("PostgreSQL at {} is unreachable", postgres_url()));
     }
+    reachable
+}
+
+/// A test's server is missing: outside CI the test says so and skips; under `CI=true` it
+/// fails, since CI starts every server the suite needs (`.ci/services`).
+fn skip_or_fail(problem: &str) {
     assert!(
         std::env::var("CI").map_or(true, |value| value != "true"),
-        "PostgreSQL at {} is unreachable and CI=true: PostgreSQL tests must run",
-        postgres_url()
+        "{problem} and CI=true: the tests that need it must run"
     );
-    eprintln!(
-        "skipping: PostgreSQL at {} is unreachable (set CI=true to fail instead)",
-        postgres_url()
-    );
-    false
+    eprintln!("skipping: {problem} (set CI=true to fail instead)");
 }
 
 /// A database for one test, removed when dropped.
@@ -604,11 +605,7 @@ pub async fn nats_or_skip() -> Option<String> {
     if reachable {
         return Some(url);
     }
-    assert!(
-        std::env::var("CI").map_or(true, |value| value != "true"),
-        "NATS at {url} is unreachable and CI=true: NATS tests must run"
-    );
-    eprintln!("skipping: NATS at {url} is unreachable (set CI=true to fail instead)");
+    skip_or_fail(&format!("NATS at {url} is unreachable"));
     None
 }
 
@@ -862,12 +859,10 @@ pub async fn s3_or_skip() -> Option<message_service::blobs::StoreSettings> {
         match listed {
             Ok(Ok(_)) => return Some(settings),
             outcome if tokio::time::Instant::now() >= deadline => {
-                assert!(
-                    std::env::var("CI").map_or(true, |value| value != "true"),
-                    "the S3 server at {} is unusable and CI=true: S3 tests must run ({outcome:?})",
+                skip_or_fail(&format!(
+                    "the S3 server at {} is unusable ({outcome:?})",
                     s3_url()
-                );
-                eprintln!("skipping: the S3 server at {} is unusable", s3_url());
+                ));
                 return None;
             }
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
@@ -890,10 +885,6 @@ pub async fn clamd_or_skip() -> Option<String> {
     if reachable {
         return Some(address);
     }
-    assert!(
-        std::env::var("CI").map_or(true, |value| value != "true"),
-        "clamd at {address} is unreachable and CI=true: ClamAV tests must run"
-    );
-    eprintln!("skipping: clamd at {address} is unreachable (set CI=true to fail instead)");
+    skip_or_fail(&format!("clamd at {address} is unreachable"));
     None
 }

@@ -405,9 +405,10 @@ impl Messages {
     /// how many.
     pub async fn remove_discarded(&self, limit: u64) -> ApiResult<usize> {
         let files = self.files()?;
-        let abandoned_before = messaging_platform::time::now()
-            - chrono::Duration::from_std(files.settings.abandon_after)
-                .unwrap_or(chrono::Duration::MAX);
+        let abandoned_before = chrono::Duration::from_std(files.settings.abandon_after)
+            .ok()
+            .and_then(|age| messaging_platform::time::now().checked_sub_signed(age))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let sweepable = self.store.sweepable(abandoned_before, limit).await?;
         let count = sweepable.len();
         for (tenant, id, storage) in sweepable {

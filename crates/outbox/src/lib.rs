@@ -216,6 +216,7 @@ pub fn encode(event: &pb::Event) -> (String, Vec<u8>) {
         Some(pb::event::Payload::ParticipantAdded(_)) => "participant.added",
         Some(pb::event::Payload::ParticipantRemoved(_)) => "participant.removed",
         Some(pb::event::Payload::ParticipantRoleChanged(_)) => "participant.role_changed",
+        Some(pb::event::Payload::UserErased(_)) => "user.erased",
         None => "unknown",
     };
     (kind.to_owned(), event.encode_to_vec())

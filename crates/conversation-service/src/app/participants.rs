@@ -377,3 +377,129 @@ impl Conversations {
         loaded.view(None)
     }
 }
+
+/// Most conversations one EraseParticipations call handles.
+pub const MAX_ERASURES_PER_CALL: u64 = 500;
+
+impl Conversations {
+    /// EraseParticipations: removes `user` from at most `limit` conversations of the caller's
+    /// tenant (a tenant administrator or a service), each in its own change; an owner's
+    /// ownership passes to the longest-standing participant of the highest role first.
+    /// Returns how many it removed and whether any are left.
+    pub async fn erase_participations(
+        &self,
+        caller: &Caller,
+        user: &str,
+        limit: u64,
+    ) -> ApiResult<(u32, bool)> {
+        if !caller.is_admin && !caller.is_service {
+            return Err(ApiError::PermissionDenied(
+                "only tenant administrators and services may erase a user".to_owned(),
+            ));
+        }
+        let limit = limit.clamp(1, MAX_ERASURES_PER_CALL);
+        let participations = self
+            .store
+            .participations(&caller.tenant_id, user, limit + 1)
+            .await?;
+        let remaining = participations.len() as u64 > limit;
+        let mut removed = 0;
+        for participation in participations.into_iter().take(limit as usize) {
+            if self.erase_participation(caller, &participation).await? {
+                removed += 1;
+            }
+        }
+        Ok((removed, remaining))
+    }
+
+    /// Removes one participation (false: it was gone already).
+    async fn erase_participation(
+        &self,
+        caller: &Caller,
+        participation: &Participant,
+    ) -> ApiResult<bool> {
+        let transaction = self.store.begin().await?;
+        let id = participation.conversation_id;
+        let Some(mut row) = transaction
+            .conversation(&caller.tenant_id, id, true)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Some(target) = transaction
+            .participant(&caller.tenant_id, id, &participation.user_id)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let at = now();
+        if target.role == Role::Owner {
+            let successor = self
+                .successor(&*transaction, &caller.tenant_id, id, &target)
+                .await?;
+            if let Some(successor) = successor {
+                transaction
+                    .set_role(&successor, Role::Owner, &caller.user_id, at)
+                    .await?;
+                let event = ConversationEvent::RoleChanged {
+                    user: &successor.user_id,
+                    role: Role::Owner,
+                };
+                transaction.event(&row, &caller.user_id, at, &event).await?;
+                transaction
+                    .audit(
+                        &row,
+                        &caller.user_id,
+                        AuditAction::OwnershipTransferred,
+                        Some(&successor.user_id),
+                        json!({"reason": "erasure"}),
+                        at,
+                    )
+                    .await?;
+            }
+        }
+        transaction.delete_participant(&target).await?;
+        row.participant_count -= 1;
+        row.touch(&caller.user_id, at);
+        let event = ConversationEvent::ParticipantRemoved {
+            user: &target.user_id,
+        };
+        self.finish(
+            transaction,
+            &row,
+            caller,
+            at,
+            Audit {
+                action: AuditAction::ParticipantRemoved,
+                subject: Some(&target.user_id),
+                details: json!({"reason": "erasure"}),
+            },
+            event,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Who becomes owner when `owner` is erased: the longest-standing ADMIN, else MEMBER,
+    /// else VIEWER; `None` when nobody else participates.
+    async fn successor(
+        &self,
+        reads: &dyn crate::store::ConversationReads,
+        tenant: &messaging_platform::TenantId,
+        conversation: Uuid,
+        owner: &Participant,
+    ) -> ApiResult<Option<Participant>> {
+        for role in [Role::Admin, Role::Member, Role::Viewer] {
+            let candidates = reads
+                .participants(tenant, conversation, &[role], None, 2)
+                .await?;
+            if let Some(candidate) = candidates
+                .into_iter()
+                .find(|candidate| candidate.user_id != owner.user_id)
+            {
+                return Ok(Some(candidate));
+            }
+        }
+        Ok(None)
+    }
+}

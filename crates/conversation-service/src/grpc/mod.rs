@@ -414,6 +414,38 @@ impl ConversationService for ConversationGrpc {
         )
     }
 
+    async fn erase_participations(
+        &self,
+        request: Request<pb::EraseParticipationsRequest>,
+    ) -> Result<Response<pb::EraseParticipationsResponse>, Status> {
+        respond(
+            async {
+                let caller = Caller::from_request(&request)?;
+                let request = request.get_ref();
+                let mut violations = FieldViolations::new();
+                let user = violations.check(principal_id("user_id", &request.user_id));
+                let limit = match request.limit {
+                    0 => Some(100),
+                    limit @ 1..=500 => Some(limit as u64),
+                    _ => {
+                        violations.add("limit", "must be 0 (100) to 500");
+                        None
+                    }
+                };
+                let (Some(user), Some(limit)) = (user, limit) else {
+                    return Err(violations.into_error());
+                };
+                let (removed, remaining) =
+                    self.app.erase_participations(&caller, &user, limit).await?;
+                Ok(pb::EraseParticipationsResponse {
+                    removed: removed as i32,
+                    remaining,
+                })
+            }
+            .await,
+        )
+    }
+
     async fn check_permission(
         &self,
         request: Request<pb::CheckPermissionRequest>,

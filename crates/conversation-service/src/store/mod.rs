@@ -248,6 +248,15 @@ pub trait ConversationStore: ConversationReads {
     /// rows; returns how many.
     async fn purge_deleted(&self, deleted_before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// At most `limit` of `user`'s participations, in any conversation of the tenant (deleted
+    /// and archived ones included).
+    async fn participations(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<Participant>>;
+
     /// The position of the newest committed event, after stamping any committed event that
     /// has none yet (then `true`: the relay has new positions to publish). When none waits,
     /// which is the common case, that is two reads and no write.
@@ -391,6 +400,19 @@ impl ConversationStore for SqlStore {
 
     async fn purge_deleted(&self, deleted_before: DateTime<Utc>) -> StoreResult<u64> {
         Ok(queries::purge_deleted(&self.db, deleted_before).await?)
+    }
+
+    async fn participations(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<Participant>> {
+        queries::participations(&self.db, tenant, user, limit)
+            .await?
+            .into_iter()
+            .map(rows::participant)
+            .collect()
     }
 
     async fn event_head(&self) -> StoreResult<(i64, bool)> {

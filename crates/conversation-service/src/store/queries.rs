@@ -262,6 +262,23 @@ pub async fn roles_of<C: ConnectionTrait>(
         .await
 }
 
+/// At most `limit` of `user`'s participations in any conversation of the tenant (deleted ones
+/// included), by conversation id.
+pub async fn participations<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    user: &str,
+    limit: u64,
+) -> Result<Vec<ParticipantRow>, DbErr> {
+    participant::Entity::find()
+        .filter(participant::Column::TenantId.eq(tenant))
+        .filter(participant::Column::UserId.eq(user))
+        .order_by_asc(participant::Column::ConversationId)
+        .limit(limit)
+        .all(connection)
+        .await
+}
+
 /// One page of a conversation's participants in join order after the keyset position `after`
 /// (join time, user id).
 pub async fn list_participants<C: ConnectionTrait>(

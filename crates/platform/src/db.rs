@@ -75,6 +75,9 @@ async fn connect_sqlite(
                 })
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
+                // Deleted content is overwritten with zeros, not left in free pages: erased
+                // and purged data is gone from the file (see the README's Compliance section).
+                .pragma("secure_delete", "ON")
         });
     Ok(Database::connect(options).await?)
 }

@@ -66,6 +66,8 @@ pub struct ServiceSettings {
     pub encryption: crate::store::keys::EncryptionSettings,
     /// Attachments: limits, object storage and the scanner (`[message_service.attachments]`).
     pub attachments: crate::blobs::AttachmentSettings,
+    /// Erasure jobs and retention (`[message_service.compliance]`).
+    pub compliance: ComplianceSettings,
 }
 
 impl Default for ServiceSettings {
@@ -92,6 +94,33 @@ impl Default for ServiceSettings {
             typing_interval: Duration::from_secs(1),
             encryption: crate::store::keys::EncryptionSettings::default(),
             attachments: crate::blobs::AttachmentSettings::default(),
+            compliance: ComplianceSettings::default(),
+        }
+    }
+}
+
+/// Compliance (`[message_service.compliance]`): erasure jobs and retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComplianceSettings {
+    /// Rows one erasure or retention batch (one transaction) handles; default 200.
+    pub batch_size: u64,
+    /// How often retention runs, and unfinished erasures (after a failure) are retried;
+    /// default 1 minute.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// For tests of resumption: after this many batches in this process, erasures stop as if
+    /// the process died (they resume at the next start). Not configurable.
+    #[serde(skip)]
+    pub halt_after_batches: Option<u64>,
+}
+
+impl Default for ComplianceSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 200,
+            interval: Duration::from_secs(60),
+            halt_after_batches: None,
         }
     }
 }

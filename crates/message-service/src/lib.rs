@@ -96,6 +96,7 @@ pub async fn run(
         settings: Arc::new(service.attachments.clone()),
         sweeps: store.sweeps(),
     };
+    let directory: Arc<dyn peer::Directory> = Arc::new(gate.clone());
     let app = Messages::new(
         Arc::new(store),
         Arc::new(gate),
@@ -111,12 +112,18 @@ pub async fn run(
         service.attachments.sweep_interval,
         drain.closing.clone(),
     ));
+    let compliance = app::Compliance::new(&app, directory, service.compliance.clone());
+    let compliance_job = tokio::spawn(jobs::compliance::run(
+        compliance.clone(),
+        service.compliance.interval,
+        drain.closing.clone(),
+    ));
     let routes = Routes::new(MessageServiceServer::with_interceptor(
         grpc::MessageGrpc::new(app, live),
         authenticator.interceptor(),
     ))
     .add_service(ComplianceServiceServer::with_interceptor(
-        grpc::ComplianceGrpc,
+        grpc::ComplianceGrpc::new(compliance),
         authenticator.interceptor(),
     ));
     tracing::info!(address = %listener.local_addr()?, "message-service listening");
@@ -128,6 +135,7 @@ pub async fn run(
             ("event relay", relay),
             ("event follower", follower),
             ("attachment sweeper", sweeper),
+            ("compliance job", compliance_job),
         ],
         deadline,
     )

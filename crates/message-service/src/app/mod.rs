@@ -4,6 +4,7 @@
 //! types only: no rows, no protos, no SQL.
 
 mod attachments;
+mod compliance;
 mod edit;
 mod reactions;
 mod read;
@@ -23,6 +24,7 @@ use crate::peer::Permissions;
 use crate::store::Store;
 
 pub use attachments::Files;
+pub use compliance::{Compliance, ExportItem, cutoff, require_admin, scopes};
 pub use read::{ListRequest, MessagePage, Start};
 pub use search::{MAX_SEARCH_TERMS, SearchHit, SearchRequest};
 pub use send::Sent;

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod attachment;
+pub mod compliance;
 pub mod content;
 pub mod emoji;
 pub mod event;

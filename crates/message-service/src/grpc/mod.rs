@@ -4,13 +4,13 @@
 //! indicators, which are gRPC streams and bus events rather than stored state, are `streams`.
 
 pub mod attachments;
+pub mod compliance;
 pub mod request;
 pub mod response;
 pub mod streams;
 
 use messaging_platform::{ApiResult, Caller};
 use messaging_proto::message::v1 as pb;
-use messaging_proto::message::v1::compliance_service_server::ComplianceService;
 use messaging_proto::message::v1::message_service_server::MessageService;
 use tonic::{Request, Response, Status};
 
@@ -35,13 +35,7 @@ impl MessageGrpc {
     }
 }
 
-/// `messaging.message.v1.ComplianceService`: every RPC answers UNIMPLEMENTED (after
-/// authentication) until compliance lands.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ComplianceGrpc;
-
-#[tonic::async_trait]
-impl ComplianceService for ComplianceGrpc {}
+pub use compliance::ComplianceGrpc;
 
 fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)

@@ -22,9 +22,11 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
+mod directory;
 mod fence;
 mod joined;
 
+pub use directory::{Directory, Membership};
 use fence::run_fences;
 use joined::JoinedList;
 use pb::Action as WireAction;

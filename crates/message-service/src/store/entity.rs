@@ -321,3 +321,85 @@ pub mod attachment {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `erasures`: one row per erased user, the latest run of its erasure job.
+pub mod erasure {
+    use chrono::{DateTime, Utc};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "erasures")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        pub requester_id: String,
+        /// The step the job is at (`crate::domain::compliance::Step`), `done` at the end.
+        pub step: String,
+        pub messages_erased: i64,
+        pub reactions_erased: i64,
+        pub attachments_erased: i64,
+        pub participations_erased: i64,
+        pub events_erased: i64,
+        pub started_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+        pub finished_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `compliance_audit`: exports, erasures and retention changes; never content.
+pub mod audit {
+    use chrono::{DateTime, Utc};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "compliance_audit")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: String,
+        pub actor_id: String,
+        pub action: String,
+        pub subject_id: String,
+        pub at: DateTime<Utc>,
+        /// JSON object of strings.
+        pub details: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `retention_policies`: per tenant (conversation id nil) and per conversation (an override).
+pub mod retention {
+    use chrono::{DateTime, Utc};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "retention_policies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub conversation_id: Uuid,
+        /// 0: keep forever.
+        pub message_days: i32,
+        /// 0: keep forever.
+        pub tombstone_days: i32,
+        pub updater_id: String,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -179,31 +179,7 @@ impl MessageStore for SqlStore {
             return Ok(Some(message_from_row(&self.keys, &self.db, row).await?));
         }
         let at = now();
-        let tombstone = message::Model {
-            content_kind: "none".to_owned(),
-            text: None,
-            ciphertext: None,
-            cipher_algorithm: None,
-            cipher_key_id: None,
-            metadata: "{}".to_owned(),
-            mention_ids: "[]".to_owned(),
-            revision_count: 0,
-            has_attachments: false,
-            deleted_at: Some(at),
-            key_version: None,
-            sealed: None,
-            ..row
-        };
-        erase_dependents(&transaction, &tombstone).await?;
-        let detached = super::attachments::detach(&transaction, tenant, id).await?;
-        replace_search_entries(&transaction, tenant, conversation, id, Vec::new()).await?;
-        if let Some(root) = tombstone.parent_id {
-            count_reply(&transaction, tenant, conversation, root, None).await?;
-        }
-        let tombstone = message::ActiveModel::from(tombstone)
-            .reset_all()
-            .update(&transaction)
-            .await?;
+        let (tombstone, detached) = tombstone(&transaction, row, at, false).await?;
         let event = MessageEvent::Deleted {
             conversation,
             message: id,
@@ -362,6 +338,75 @@ impl SqlStore {
         transaction.commit().await?;
         Ok((message, rendered))
     }
+}
+
+/// Makes message `row` a tombstone within `connection`'s transaction at `at`: its content,
+/// metadata, mentions, revisions, reactions and search entries go, its attachments are marked
+/// for removal (true when it had any), its thread root counts one reply less, and it is
+/// counted among the deletions. With `forget_sender` (erasure), the tombstone does not keep its
+/// sender, request id or fingerprint either. Returns the tombstone as stored.
+pub(super) async fn tombstone<C: ConnectionTrait>(
+    connection: &C,
+    row: message::Model,
+    at: DateTime<Utc>,
+    forget_sender: bool,
+) -> StoreResult<(message::Model, bool)> {
+    let tenant = row.tenant_id.clone();
+    let was_deleted = row.deleted_at.is_some();
+    let mut tombstone = message::Model {
+        content_kind: "none".to_owned(),
+        text: None,
+        ciphertext: None,
+        cipher_algorithm: None,
+        cipher_key_id: None,
+        metadata: "{}".to_owned(),
+        mention_ids: "[]".to_owned(),
+        revision_count: 0,
+        has_attachments: false,
+        deleted_at: Some(row.deleted_at.unwrap_or(at)),
+        key_version: None,
+        sealed: None,
+        ..row
+    };
+    if forget_sender {
+        tombstone.sender_id = String::new();
+        tombstone.request_id = None;
+        tombstone.payload_hash = String::new();
+    }
+    let detached = if was_deleted {
+        // Its content went with the deletion; only the sender may be left to forget.
+        deletion::Entity::update_many()
+            .col_expr(
+                deletion::Column::SenderId,
+                Expr::value(tombstone.sender_id.clone()),
+            )
+            .filter(deletion::Column::TenantId.eq(tenant.as_str()))
+            .filter(deletion::Column::ConversationId.eq(tombstone.conversation_id))
+            .filter(deletion::Column::Sequence.eq(tombstone.sequence))
+            .exec(connection)
+            .await?;
+        false
+    } else {
+        erase_dependents(connection, &tombstone).await?;
+        let detached = super::attachments::detach(connection, &tenant, tombstone.id).await?;
+        replace_search_entries(
+            connection,
+            &tenant,
+            tombstone.conversation_id,
+            tombstone.id,
+            Vec::new(),
+        )
+        .await?;
+        if let Some(root) = tombstone.parent_id {
+            count_reply(connection, &tenant, tombstone.conversation_id, root, None).await?;
+        }
+        detached
+    };
+    let tombstone = message::ActiveModel::from(tombstone)
+        .reset_all()
+        .update(connection)
+        .await?;
+    Ok((tombstone, detached))
 }
 
 /// A message row of a conversation; `lock` holds it until the transaction ends (PostgreSQL).

@@ -9,6 +9,7 @@
 //! within its own transaction.
 
 mod attachments;
+pub mod compliance;
 pub mod entity;
 pub mod keys;
 mod messages;
@@ -39,6 +40,7 @@ use crate::events::{EventBus, Rendered};
 use keys::{KeyError, Keyring};
 use messaging_platform::crypto::DataKey;
 
+pub use compliance::{ComplianceStore, RetentionScope};
 pub use messaging_outbox::store::{
     EventRow, NewEvent, events_after, insert_event, prune_events, publish_pending, relay_state,
     relay_state_full, stamp_events,
@@ -367,7 +369,13 @@ pub trait AttachmentStore: Send + Sync + std::fmt::Debug {
 
 /// Every store trait at once, for the use cases.
 pub trait Store:
-    MessageStore + ReactionStore + ReadStateStore + SearchStore + ParticipantStore + AttachmentStore
+    MessageStore
+    + ReactionStore
+    + ReadStateStore
+    + SearchStore
+    + ParticipantStore
+    + AttachmentStore
+    + ComplianceStore
 {
 }
 
@@ -378,6 +386,7 @@ impl<T> Store for T where
         + SearchStore
         + ParticipantStore
         + AttachmentStore
+        + ComplianceStore
 {
 }
 

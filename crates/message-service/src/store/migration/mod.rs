@@ -8,6 +8,7 @@ mod m0003_nats_progress;
 mod m0004_keys_and_search;
 mod m0005_participants;
 mod m0006_attachments;
+mod m0007_compliance;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_keys_and_search::Migration),
             Box::new(m0005_participants::Migration),
             Box::new(m0006_attachments::Migration),
+            Box::new(m0007_compliance::Migration),
         ]
     }
 }

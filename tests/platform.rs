@@ -134,8 +134,12 @@ async fn message_service_authenticates_before_answering() {
     let status = compliance
         .set_retention_policy(message::SetRetentionPolicyRequest::default())
         .await
-        .expect_err("not yet");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("not an administrator");
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "authenticated, then authorized before validation"
+    );
 }
 
 #[test]

@@ -425,9 +425,13 @@ impl Compliance {
             }
             job.step = job.step.next();
             if job.step == Step::Done {
+                // The erased content leaves the database files before the job says it is done.
+                self.store.compact().await?;
                 self.store.finish_erasure(tenant, &job).await?;
                 job.finished_at = Some(now());
-                self.store.compact().await?;
+                if let Err(error) = self.store.compact().await {
+                    tracing::warn!(%error, "compacting after an erasure failed");
+                }
             } else {
                 self.store.save_erasure(tenant, &job).await?;
             }

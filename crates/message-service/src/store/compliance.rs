@@ -637,10 +637,26 @@ impl ComplianceStore for SqlStore {
     }
 
     async fn compact(&self) -> StoreResult<()> {
-        if !is_postgres(&self.db) {
-            self.db
-                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
-                .await?;
+        if is_postgres(&self.db) {
+            return Ok(());
+        }
+        // (busy, frames in the log, frames checkpointed): busy means a reader kept part of the
+        // log, which then holds old pages until the next checkpoint.
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                "PRAGMA wal_checkpoint(TRUNCATE)",
+            ))
+            .await?;
+        let busy: i32 = match row {
+            Some(row) => row.try_get_by_index(0)?,
+            None => 0,
+        };
+        if busy != 0 {
+            return Err(StoreError::Database(sea_orm::DbErr::Custom(
+                "the write-ahead log could not be emptied: a reader holds it".to_owned(),
+            )));
         }
         Ok(())
     }

@@ -381,6 +381,18 @@ async fn erasure_removes_a_users_content_from_everything_at_rest(backend: Backen
     );
 }
 
+async fn erasure_of(admin: &mut ComplianceClient, user: &str) -> pb::UserErasure {
+    admin
+        .get_user_erasure(pb::GetUserErasureRequest {
+            user_id: user.to_owned(),
+        })
+        .await
+        .expect("progress")
+        .into_inner()
+        .erasure
+        .expect("job")
+}
+
 async fn an_interrupted_erasure_resumes_after_a_restart(backend: Backend) {
     let halting = |settings: &mut message_service::config::Settings| {
         settings.message_service.compliance.batch_size = 1;
@@ -399,15 +411,7 @@ async fn an_interrupted_erasure_resumes_after_a_restart(backend: Backend) {
         .await
         .expect_err("the run halts mid-way");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    let halted = admin
-        .get_user_erasure(pb::GetUserErasureRequest {
-            user_id: "bob".to_owned(),
-        })
-        .await
-        .expect("progress")
-        .into_inner()
-        .erasure
-        .expect("job");
+    let halted = erasure_of(&mut admin, "bob").await;
     assert!(!halted.done, "{halted:?}");
     assert_eq!(halted.step, "messages", "halted inside the messages step");
 
@@ -430,15 +434,7 @@ async fn an_interrupted_erasure_resumes_after_a_restart(backend: Backend) {
     )
     .await;
     assert_erased(&deployment, &canary, &theirs).await;
-    let job = admin
-        .get_user_erasure(pb::GetUserErasureRequest {
-            user_id: "bob".to_owned(),
-        })
-        .await
-        .expect("progress")
-        .into_inner()
-        .erasure
-        .expect("job");
+    let job = erasure_of(&mut admin, "bob").await;
     assert_eq!(job.messages_erased, 4, "{job:?}");
 }
 

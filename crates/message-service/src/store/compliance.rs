@@ -301,6 +301,23 @@ fn policy_from_row(row: &retention::Model) -> RetentionPolicy {
     }
 }
 
+/// Rows after (`first`, `second`) in the order of columns (`a`, `b`): ascending, or descending
+/// (then "after" means before).
+fn keyset<A: ColumnTrait, B: ColumnTrait>(
+    (a, first): (A, impl Into<sea_orm::Value> + Clone),
+    (b, second): (B, impl Into<sea_orm::Value>),
+    ascending: bool,
+) -> Condition {
+    let (beyond_a, beyond_b) = if ascending {
+        (a.gt(first.clone()), b.gt(second))
+    } else {
+        (a.lt(first.clone()), b.lt(second))
+    };
+    Condition::any()
+        .add(beyond_a)
+        .add(Condition::all().add(a.eq(first)).add(beyond_b))
+}
+
 /// The conversation id a tenant's own policy is stored under.
 fn policy_key(conversation: Option<Uuid>) -> Uuid {
     conversation.unwrap_or(Uuid::nil())
@@ -676,13 +693,11 @@ impl ComplianceStore for SqlStore {
     ) -> StoreResult<Vec<AuditRecord>> {
         let mut query = audit::Entity::find().filter(audit::Column::TenantId.eq(tenant.as_str()));
         if let Some((at, id)) = before {
-            query = query.filter(
-                Condition::any().add(audit::Column::At.lt(at)).add(
-                    Condition::all()
-                        .add(audit::Column::At.eq(at))
-                        .add(audit::Column::Id.lt(id)),
-                ),
-            );
+            query = query.filter(keyset(
+                (audit::Column::At, at),
+                (audit::Column::Id, id),
+                false,
+            ));
         }
         query
             .order_by_desc(audit::Column::At)
@@ -943,15 +958,11 @@ impl ComplianceStore for SqlStore {
             .filter(reaction::Column::TenantId.eq(tenant.as_str()))
             .filter(reaction::Column::UserId.eq(user));
         if let Some((message, emoji)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(reaction::Column::MessageId.gt(message))
-                    .add(
-                        Condition::all()
-                            .add(reaction::Column::MessageId.eq(message))
-                            .add(reaction::Column::Emoji.gt(emoji)),
-                    ),
-            );
+            query = query.filter(keyset(
+                (reaction::Column::MessageId, message),
+                (reaction::Column::Emoji, emoji),
+                true,
+            ));
         }
         Ok(query
             .order_by_asc(reaction::Column::MessageId)
@@ -998,15 +1009,11 @@ impl ComplianceStore for SqlStore {
             .filter(mention::Column::TenantId.eq(tenant.as_str()))
             .filter(mention::Column::UserId.eq(user));
         if let Some((conversation, sequence)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(mention::Column::ConversationId.gt(conversation))
-                    .add(
-                        Condition::all()
-                            .add(mention::Column::ConversationId.eq(conversation))
-                            .add(mention::Column::Sequence.gt(sequence)),
-                    ),
-            );
+            query = query.filter(keyset(
+                (mention::Column::ConversationId, conversation),
+                (mention::Column::Sequence, sequence),
+                true,
+            ));
         }
         Ok(query
             .order_by_asc(mention::Column::ConversationId)

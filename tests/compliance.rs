@@ -44,11 +44,19 @@ impl Deployment {
         backend: Backend,
         adjust: impl Fn(&mut message_service::config::Settings) + Clone,
     ) -> Option<Self> {
+        Self::start_with(backend, |_| {}, adjust).await
+    }
+
+    async fn start_with(
+        backend: Backend,
+        adjust_conversations: impl FnOnce(&mut conversation_service::config::Settings),
+        adjust: impl Fn(&mut message_service::config::Settings) + Clone,
+    ) -> Option<Self> {
         let s3 = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(s3_or_skip().await?),
         };
-        let conversations = ConversationHarness::start(backend).await;
+        let conversations = ConversationHarness::start_with(backend, adjust_conversations).await;
         let database = TestDatabase::new(backend);
         let mut deployment = Self {
             store: s3.unwrap_or_else(|| StoreSettings {
@@ -905,7 +913,95 @@ async fn compliance_is_for_administrators_of_the_tenant_only(backend: Backend) {
     assert_eq!(messaging_e2e::violated_fields(&status), ["user_id"]);
 }
 
+/// A conversation deleted past its undelete window is purged by conversation-service, and its
+/// `conversation.purged` event makes message-service delete everything it kept of it:
+/// messages, revisions, reactions, read states, search entries, attachments (sent and unsent),
+/// stored events. Another conversation of the same users is untouched.
+async fn a_purged_conversation_leaves_nothing_in_either_service(backend: Backend) {
+    let Some(deployment) = Deployment::start_with(
+        backend,
+        |settings| {
+            let service = &mut settings.conversation_service;
+            service.undelete_window = Duration::ZERO;
+            service.purge_interval = Duration::from_secs(1);
+        },
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    let canary = format!("zqcanary{}", uuid::Uuid::new_v4().simple());
+    bob_writes(&deployment, &canary).await;
+    let mut bob = deployment.client(TENANT, "bob").await;
+    upload(
+        &mut bob,
+        &deployment.conversation,
+        &format!("draft {canary}.txt"),
+        format!("draft {canary}").as_bytes(),
+    )
+    .await;
+    let mut alice = deployment.conversations.client(TENANT, "alice");
+    let other = messaging_e2e::create_group(
+        &mut alice,
+        "Elsewhere",
+        &[("bob", messaging_proto::conversation::v1::Role::Member)],
+    )
+    .await;
+    send(&mut bob, text_message(&other, "quince jelly stays")).await;
+    assert!(
+        holds(&deployment.at_rest().await, &canary),
+        "the check can fail: before the purge the canary is at rest"
+    );
+
+    alice
+        .delete_conversation(
+            messaging_proto::conversation::v1::DeleteConversationRequest {
+                conversation_id: deployment.conversation.clone(),
+            },
+        )
+        .await
+        .expect("delete");
+    eventually(
+        Duration::from_secs(30),
+        "the purge leaves no canary at rest",
+        || async { !holds(&deployment.at_rest().await, &canary) },
+    )
+    .await;
+
+    let status = bob
+        .list_messages(pb::ListMessagesRequest {
+            conversation_id: deployment.conversation.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("purged");
+    assert_eq!(status.code(), Code::NotFound);
+    let found = bob
+        .search_messages(pb::SearchMessagesRequest {
+            query: "quince".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("search")
+        .into_inner();
+    assert_eq!(found.hits.len(), 1, "the other conversation is untouched");
+    let counts = bob
+        .get_unread_counts(pb::GetUnreadCountsRequest::default())
+        .await
+        .expect("unread counts")
+        .into_inner();
+    assert!(
+        counts
+            .counts
+            .iter()
+            .all(|count| count.conversation_id != deployment.conversation),
+        "no count of the purged conversation"
+    );
+}
+
 backend_tests!(
+    a_purged_conversation_leaves_nothing_in_either_service,
     erasure_removes_a_users_content_from_everything_at_rest,
     an_interrupted_erasure_resumes_after_a_restart,
     export_holds_every_item_of_the_user_and_nothing_else,

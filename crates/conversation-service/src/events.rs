@@ -47,6 +47,9 @@ pub fn payload(event: &ConversationEvent<'_>) -> Payload {
         ConversationEvent::Deleted { title, archived } => {
             Payload::ConversationDeleted(conversation_changed(title, *archived))
         }
+        ConversationEvent::Purged { archived } => {
+            Payload::ConversationPurged(conversation_changed("", *archived))
+        }
         ConversationEvent::ParticipantAdded { user, role } => {
             Payload::ParticipantAdded(participant_changed(user, Some(*role)))
         }

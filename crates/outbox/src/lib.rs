@@ -213,6 +213,7 @@ pub fn encode(event: &pb::Event) -> (String, Vec<u8>) {
         Some(pb::event::Payload::ConversationUpdated(_)) => "conversation.updated",
         Some(pb::event::Payload::ConversationArchived(_)) => "conversation.archived",
         Some(pb::event::Payload::ConversationDeleted(_)) => "conversation.deleted",
+        Some(pb::event::Payload::ConversationPurged(_)) => "conversation.purged",
         Some(pb::event::Payload::ParticipantAdded(_)) => "participant.added",
         Some(pb::event::Payload::ParticipantRemoved(_)) => "participant.removed",
         Some(pb::event::Payload::ParticipantRoleChanged(_)) => "participant.role_changed",

@@ -2,7 +2,7 @@
 //! Unarchive, Delete and Undelete, and the purge of conversations past their undelete window.
 
 use messaging_platform::time::now;
-use messaging_platform::{ApiError, ApiResult, Caller, pagination};
+use messaging_platform::{ApiError, ApiResult, Caller, UserId, pagination};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -12,6 +12,12 @@ use crate::domain::permissions::Action;
 use crate::domain::{self, AuditAction, ConversationEvent, Kind, Role};
 use crate::domain::{Conversation, Participant};
 use crate::store::{ConversationKey, StoreError};
+
+/// The actor of `conversation.purged` events.
+pub const PURGE_ACTOR: &str = "system:purge";
+
+/// Conversations purged in one transaction.
+const PURGE_BATCH: u64 = 100;
 
 impl Conversations {
     /// CreateConversation.
@@ -421,8 +427,33 @@ impl Conversations {
         loaded.view(None)
     }
 
-    /// Purges conversations whose undelete window has passed; returns how many.
+    /// Purges conversations whose undelete window has passed, in batches of one transaction
+    /// each that also records a `conversation.purged` event per conversation (so
+    /// message-service deletes what it keeps of them); returns how many.
     pub async fn purge_expired(&self) -> ApiResult<u64> {
-        Ok(self.store.purge_deleted(now() - self.window()).await?)
+        let actor = UserId::trusted(PURGE_ACTOR);
+        let mut purged = 0;
+        loop {
+            let at = now();
+            let transaction = self.store.begin().await?;
+            let rows = transaction
+                .purge_deleted(at - self.window(), PURGE_BATCH)
+                .await?;
+            for row in &rows {
+                let event = ConversationEvent::Purged {
+                    archived: row.archived_at.is_some(),
+                };
+                transaction.event(row, &actor, at, &event).await?;
+            }
+            transaction.commit().await?;
+            if rows.is_empty() {
+                return Ok(purged);
+            }
+            self.bus.committed();
+            purged += rows.len() as u64;
+            if (rows.len() as u64) < PURGE_BATCH {
+                return Ok(purged);
+            }
+        }
     }
 }

@@ -37,6 +37,12 @@ pub enum ConversationEvent<'a> {
         /// Whether it was archived.
         archived: bool,
     },
+    /// Purged for good, its undelete window having passed (carries no title: the
+    /// conversation's content is gone).
+    Purged {
+        /// Whether it was archived.
+        archived: bool,
+    },
     /// A user became a participant.
     ParticipantAdded {
         /// The user.

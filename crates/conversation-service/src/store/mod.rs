@@ -234,6 +234,14 @@ pub trait ConversationTx: ConversationReads {
         event: &ConversationEvent<'_>,
     ) -> StoreResult<()>;
 
+    /// Purges at most `limit` conversations deleted before `deleted_before` (oldest deletion
+    /// first), with their participants and audit rows; returns them as they were.
+    async fn purge_deleted(
+        &self,
+        deleted_before: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<Vec<Conversation>>;
+
     /// Commits the change.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
@@ -243,10 +251,6 @@ pub trait ConversationTx: ConversationReads {
 pub trait ConversationStore: ConversationReads {
     /// Begins one change (on SQLite, with the write lock taken at once).
     async fn begin(&self) -> StoreResult<Box<dyn ConversationTx>>;
-
-    /// Purges conversations deleted before `deleted_before`, with their participants and audit
-    /// rows; returns how many.
-    async fn purge_deleted(&self, deleted_before: DateTime<Utc>) -> StoreResult<u64>;
 
     /// At most `limit` of `user`'s participations, in any conversation of the tenant (deleted
     /// and archived ones included).
@@ -398,10 +402,6 @@ impl ConversationStore for SqlStore {
         Ok(Box::new(SqlTx { tx }))
     }
 
-    async fn purge_deleted(&self, deleted_before: DateTime<Utc>) -> StoreResult<u64> {
-        Ok(queries::purge_deleted(&self.db, deleted_before).await?)
-    }
-
     async fn participations(
         &self,
         tenant: &TenantId,
@@ -495,6 +495,18 @@ impl ConversationTx for SqlTx {
         )
         .await?;
         Ok(())
+    }
+
+    async fn purge_deleted(
+        &self,
+        deleted_before: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<Vec<Conversation>> {
+        queries::purge_deleted(&self.tx, deleted_before, limit)
+            .await?
+            .into_iter()
+            .map(rows::conversation)
+            .collect()
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

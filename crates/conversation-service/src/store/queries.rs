@@ -315,16 +315,26 @@ pub async fn list_participants<C: ConnectionTrait>(
         .await
 }
 
-/// Purges conversations deleted before `deleted_before`, with their participants and audit
-/// rows (by cascade). Returns how many were purged.
+/// Purges at most `limit` conversations deleted before `deleted_before`, oldest deletion
+/// first, with their participants and audit rows (by cascade). Returns the purged rows.
 pub async fn purge_deleted<C: ConnectionTrait>(
     connection: &C,
     deleted_before: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let result = conversation::Entity::delete_many()
+    limit: u64,
+) -> Result<Vec<conversation::Model>, DbErr> {
+    let rows = conversation::Entity::find()
         .filter(conversation::Column::DeletedAt.is_not_null())
         .filter(conversation::Column::DeletedAt.lt(deleted_before))
-        .exec(connection)
+        .order_by_asc(conversation::Column::DeletedAt)
+        .limit(limit)
+        .lock_exclusive()
+        .all(connection)
         .await?;
-    Ok(result.rows_affected)
+    if !rows.is_empty() {
+        conversation::Entity::delete_many()
+            .filter(conversation::Column::Id.is_in(rows.iter().map(|row| row.id)))
+            .exec(connection)
+            .await?;
+    }
+    Ok(rows)
 }

@@ -568,6 +568,39 @@ impl Compliance {
     }
 }
 
+impl Compliance {
+    /// Deletes what this service keeps of the conversations conversation-service purged
+    /// (their `conversation.purged` events), in batches of one short transaction each, until
+    /// none is left. Returns how many rows went.
+    pub async fn purge_conversations(&self) -> ApiResult<u64> {
+        let batch = self.settings.batch_size.max(1);
+        let mut removed = 0;
+        loop {
+            let pending = self.store.pending_purges(16).await?;
+            if pending.is_empty() {
+                if removed > 0 {
+                    self.store.compact().await?;
+                }
+                return Ok(removed);
+            }
+            for (tenant, conversation) in pending {
+                loop {
+                    let (count, finished) = self
+                        .store
+                        .purge_conversation(&tenant, conversation, batch)
+                        .await?;
+                    removed += count;
+                    if finished {
+                        tracing::info!(tenant = %tenant, %conversation, "purged conversation's messages");
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
 /// What a run halted by the test hook ends with.
 const HALTED: &str = "halted by halt_after_batches";
 

@@ -379,8 +379,12 @@ impl ConversationGate {
                 | Payload::ParticipantRemoved(change)
                 | Payload::ParticipantRoleChanged(change),
             ) => self.invalidate_joined(Some((event.tenant_id.clone(), change.user_id.clone()))),
-            // Deleted, or restored (an update): whose lists change is not in the event.
-            Some(Payload::ConversationDeleted(_) | Payload::ConversationUpdated(_)) => {
+            // Deleted, purged, or restored (an update): whose lists change is not in the event.
+            Some(
+                Payload::ConversationDeleted(_)
+                | Payload::ConversationPurged(_)
+                | Payload::ConversationUpdated(_),
+            ) => {
                 self.invalidate_joined(None);
             }
             _ => {}

@@ -191,9 +191,11 @@ pub(super) async fn detach<C: ConnectionTrait>(
     message: Uuid,
 ) -> StoreResult<bool> {
     let at = now();
+    // The file name goes at once (it is content); the objects wait for the sweeper.
     let updated = attachment::Entity::update_many()
         .col_expr(attachment::Column::DeletedAt, Expr::value(at))
         .col_expr(attachment::Column::UpdatedAt, Expr::value(at))
+        .col_expr(attachment::Column::FileName, Expr::value(Vec::<u8>::new()))
         .filter(live(tenant))
         .filter(attachment::Column::MessageId.eq(message))
         .exec(connection)

@@ -17,8 +17,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{
-    attachment, audit, erasure, mention, message, participant, reaction, read_state, retention,
-    revision,
+    attachment, audit, deletion, erasure, mention, message, participant, purge, reaction,
+    read_state, retention, revision, sequence,
 };
 use super::messages::tombstone;
 use super::rows::{messages_from_rows, reaction_from_row, read_state_from_row, revision_from_row};
@@ -180,6 +180,23 @@ pub trait ComplianceStore: Send + Sync + std::fmt::Debug {
         messages_before: Option<DateTime<Utc>>,
         tombstones_before: Option<DateTime<Utc>>,
     ) -> StoreResult<(u64, u64)>;
+
+    /// Conversations conversation-service purged whose data is still here, of every tenant,
+    /// oldest purge first.
+    async fn pending_purges(&self, limit: u64) -> StoreResult<Vec<(TenantId, Uuid)>>;
+
+    /// One batch of a purged conversation's deletion: at most `limit` of its messages go with
+    /// everything that hangs on them (revisions, reactions, mentions, search entries;
+    /// attachments are left for the sweeper), then, once none is left, its read states,
+    /// counters, retention override, unsent uploads and stored events (but the
+    /// `conversation.purged` event, which consumers still need), and last the pending purge
+    /// itself. Returns how many rows went, and whether the purge is finished.
+    async fn purge_conversation(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+        limit: u64,
+    ) -> StoreResult<(u64, bool)>;
 
     /// Messages `user` sent (tombstones included) after id `after`, by id.
     async fn export_messages(
@@ -872,6 +889,110 @@ impl ComplianceStore for SqlStore {
             None => 0,
         };
         Ok((messages, tombstones))
+    }
+
+    async fn pending_purges(&self, limit: u64) -> StoreResult<Vec<(TenantId, Uuid)>> {
+        let rows = purge::Entity::find()
+            .order_by_asc(purge::Column::PurgedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (TenantId::trusted(row.tenant_id), row.conversation_id))
+            .collect())
+    }
+
+    async fn purge_conversation(
+        &self,
+        tenant: &TenantId,
+        conversation: Uuid,
+        limit: u64,
+    ) -> StoreResult<(u64, bool)> {
+        let tenant = tenant.as_str();
+        let transaction = begin_write(&self.db).await?;
+        let rows = message::Entity::find()
+            .filter(message::Column::TenantId.eq(tenant))
+            .filter(message::Column::ConversationId.eq(conversation))
+            .order_by_desc(message::Column::Sequence)
+            .limit(limit)
+            .lock_exclusive()
+            .all(&transaction)
+            .await?;
+        if !rows.is_empty() {
+            let count = rows.len() as u64;
+            let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+            let mut detached = false;
+            for row in rows {
+                detached |= tombstone(&transaction, row, now(), true).await?.1;
+            }
+            message::Entity::delete_many()
+                .filter(message::Column::TenantId.eq(tenant))
+                .filter(message::Column::Id.is_in(ids))
+                .exec(&transaction)
+                .await?;
+            transaction.commit().await?;
+            if detached {
+                self.sweeps.notify_one();
+            }
+            return Ok((count, false));
+        }
+        let events: Vec<i64> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Id)
+            .filter(event::Column::TenantId.eq(tenant))
+            .filter(event::Column::ConversationId.eq(conversation))
+            .filter(event::Column::Kind.ne("conversation.purged"))
+            .limit(limit)
+            .into_tuple()
+            .all(&transaction)
+            .await?;
+        if !events.is_empty() {
+            let deleted = event::Entity::delete_many()
+                .filter(event::Column::Id.is_in(events))
+                .exec(&transaction)
+                .await?;
+            transaction.commit().await?;
+            return Ok((deleted.rows_affected, false));
+        }
+        let mut removed = 0;
+        macro_rules! delete_of_conversation {
+            ($($entity:ident),*) => {$(
+                removed += $entity::Entity::delete_many()
+                    .filter($entity::Column::TenantId.eq(tenant))
+                    .filter($entity::Column::ConversationId.eq(conversation))
+                    .exec(&transaction)
+                    .await?
+                    .rows_affected;
+            )*};
+        }
+        delete_of_conversation!(
+            deletion,
+            mention,
+            read_state,
+            sequence,
+            participant,
+            retention
+        );
+        let unsent = attachment::Entity::update_many()
+            .col_expr(attachment::Column::DeletedAt, Expr::value(now()))
+            .col_expr(attachment::Column::FileName, Expr::value(Vec::<u8>::new()))
+            .filter(attachment::Column::TenantId.eq(tenant))
+            .filter(attachment::Column::ConversationId.eq(conversation))
+            .filter(attachment::Column::DeletedAt.is_null())
+            .exec(&transaction)
+            .await?
+            .rows_affected;
+        purge::Entity::delete_many()
+            .filter(purge::Column::TenantId.eq(tenant))
+            .filter(purge::Column::ConversationId.eq(conversation))
+            .exec(&transaction)
+            .await?;
+        transaction.commit().await?;
+        if unsent > 0 {
+            self.sweeps.notify_one();
+        }
+        Ok((removed + unsent, true))
     }
 
     async fn export_messages(

@@ -403,3 +403,26 @@ pub mod retention {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `conversation_purges`: conversations purged by conversation-service whose data this service
+/// is still deleting (see `crate::store::compliance`).
+pub mod purge {
+    use chrono::{DateTime, Utc};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conversation_purges")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub conversation_id: Uuid,
+        /// When conversation-service purged it.
+        pub purged_at: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

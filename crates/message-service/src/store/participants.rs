@@ -10,7 +10,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::entity::participant;
+use super::entity::{participant, purge};
 use messaging_outbox::entity::event;
 
 /// Event kinds that change who participates.
@@ -91,6 +91,27 @@ impl messaging_outbox::store::Projection for ParticipantProjection {
                     ])
                     .update_column(participant::Column::Role)
                     .to_owned(),
+                )
+                .exec_without_returning(transaction)
+                .await?;
+            }
+            // Gone for good: nobody participates any more, and the compliance job deletes the
+            // conversation's data (`ComplianceStore::purge_conversation`).
+            Some(Payload::ConversationPurged(_)) => {
+                participant::Entity::delete_many()
+                    .filter(participant::Column::TenantId.eq(&event.tenant_id))
+                    .filter(participant::Column::ConversationId.eq(conversation))
+                    .exec(transaction)
+                    .await?;
+                purge::Entity::insert(purge::ActiveModel {
+                    tenant_id: sea_orm::Set(event.tenant_id.clone()),
+                    conversation_id: sea_orm::Set(conversation),
+                    purged_at: sea_orm::Set(messaging_platform::time::now()),
+                })
+                .on_conflict(
+                    OnConflict::columns([purge::Column::TenantId, purge::Column::ConversationId])
+                        .do_nothing()
+                        .to_owned(),
                 )
                 .exec_without_returning(transaction)
                 .await?;

@@ -9,6 +9,7 @@ mod m0004_keys_and_search;
 mod m0005_participants;
 mod m0006_attachments;
 mod m0007_compliance;
+mod m0008_conversation_purges;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_participants::Migration),
             Box::new(m0006_attachments::Migration),
             Box::new(m0007_compliance::Migration),
+            Box::new(m0008_conversation_purges::Migration),
         ]
     }
 }

@@ -580,6 +580,181 @@ async fn export_holds_every_item_of_the_user_and_nothing_else(backend: Backend) 
     );
 }
 
+/// Runs the real `messagingctl` with `args`, configured for this deployment (its secret and
+/// message-service's database); returns standard output, after asserting success.
+async fn messagingctl(deployment: &Deployment, args: &[&str]) -> String {
+    let database = &deployment.database.settings;
+    let mut command = tokio::process::Command::new(messaging_e2e::workspace_binary("messagingctl"));
+    command
+        .args(args)
+        .env("MESSAGING__AUTH__HS256_SECRET", messaging_e2e::TEST_SECRET)
+        .env(
+            "MESSAGING__MESSAGE_SERVICE__DATABASE__URL",
+            database.url.expose(),
+        )
+        .env("MESSAGING__MESSAGE_SERVICE__ENCRYPTION__ENABLED", "false");
+    if let Some(schema) = &database.schema {
+        command.env("MESSAGING__MESSAGE_SERVICE__DATABASE__SCHEMA", schema);
+    }
+    let output = command.output().await.expect("messagingctl runs");
+    assert!(
+        output.status.success(),
+        "messagingctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// `messagingctl export` writes what ExportUserData streams, item for item in canonical JSON,
+/// fetches the attachments' bytes beside it, and `--resume` completes a cut-off file to the
+/// same bytes.
+async fn messagingctl_exports_json_lines_with_the_attachments_bytes(backend: Backend) {
+    let Some(deployment) = Deployment::start(backend, |_| {}).await else {
+        return;
+    };
+    let canary = format!("zqcanary{}", uuid::Uuid::new_v4().simple());
+    bob_writes(&deployment, &canary).await;
+    let mut admin = deployment.admin().await;
+    let items = export(&mut admin, "bob", "").await;
+
+    let folder = tempfile::tempdir().expect("folder");
+    let out = folder.path().join("bob.jsonl");
+    let out_arg = out.to_str().expect("path");
+    let url = deployment.server().url();
+    let run = |resume: bool| {
+        let mut args = vec![
+            "export",
+            "--tenant",
+            TENANT,
+            "--user",
+            "bob",
+            "--out",
+            out_arg,
+            "--endpoint",
+            &url,
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let deployment = &deployment;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            messagingctl(deployment, &args).await
+        }
+    };
+    run(false).await;
+    let written = std::fs::read_to_string(&out).expect("export file");
+    let lines: Vec<serde_json::Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    let expected: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| messaging_proto::json::to_value(item).expect("JSON"))
+        .collect();
+    assert_eq!(lines, expected, "the same items, in order");
+    let first_message = &lines[1]["message"];
+    assert_eq!(first_message["senderId"], "bob", "lowerCamelCase names");
+    assert!(
+        first_message["sequence"].is_string(),
+        "64-bit integers as strings"
+    );
+    let attachment = lines
+        .iter()
+        .find_map(|line| line["message"]["attachments"][0].as_object())
+        .expect("a message with its attachment");
+    let id = attachment["attachmentId"].as_str().expect("id");
+    let bytes = std::fs::read(folder.path().join("bob.jsonl.attachments").join(id))
+        .expect("attachment bytes");
+    assert_eq!(bytes, format!("attachment {canary} content").as_bytes());
+
+    // Cut in the middle of the third line: --resume keeps two lines and completes the rest.
+    let cut = written
+        .lines()
+        .take(2)
+        .map(|line| line.len() + 1)
+        .sum::<usize>()
+        + 7;
+    std::fs::write(&out, &written.as_bytes()[..cut]).expect("cut");
+    run(true).await;
+    assert_eq!(std::fs::read_to_string(&out).expect("file"), written);
+
+    let records = admin
+        .list_audit_records(pb::ListAuditRecordsRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .records;
+    assert!(
+        records
+            .iter()
+            .filter(|record| record.action == "user.exported")
+            .all(|record| record.subject_id == "bob"),
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.actor_id == "messagingctl")
+            .count(),
+        2,
+        "both runs of the tool are audited under its name: {records:?}"
+    );
+}
+
+/// `messagingctl retention status` counts what the next round would purge, per policy.
+async fn messagingctl_shows_what_retention_has_due(backend: Backend) {
+    // The job's first round runs at start-up, with no policy yet; the next is an hour away.
+    let Some(deployment) = Deployment::start(backend, |settings| {
+        settings.message_service.compliance.interval = Duration::from_secs(3600);
+    })
+    .await
+    else {
+        return;
+    };
+    let mut alice = deployment.conversations.client(TENANT, "alice");
+    let kept = messaging_e2e::create_group(&mut alice, "Archive", &[]).await;
+    let mut alice_messages = deployment.client(TENANT, "alice").await;
+    let mut old = Vec::new();
+    for conversation in [&deployment.conversation, &deployment.conversation, &kept] {
+        let sent = send(&mut alice_messages, text_message(conversation, "old news")).await;
+        old.push(sent.message_id);
+    }
+    send(&mut alice_messages, text_message(&kept, "fresh")).await;
+    back_date(&deployment.database, &old, 40).await;
+    assert_eq!(
+        messagingctl(&deployment, &["retention", "status"]).await,
+        "no retention policy is set: every message is kept\n"
+    );
+    let mut admin = deployment.admin().await;
+    for (conversation, days) in [(String::new(), 30), (kept.clone(), 7)] {
+        admin
+            .set_retention_policy(pb::SetRetentionPolicyRequest {
+                conversation_id: conversation,
+                policy: Some(pb::RetentionPolicy {
+                    message_retention_days: days,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("policy");
+    }
+    let status = messagingctl(&deployment, &["retention", "status", "--tenant", TENANT]).await;
+    assert_eq!(
+        status,
+        format!(
+            "{TENANT} tenant policy: messages after 30 days, tombstones after never; due now: 2 messages, 0 tombstones\n\
+             {TENANT} conversation {kept}: messages after 7 days, tombstones after never; due now: 1 messages, 0 tombstones\n"
+        )
+    );
+    let elsewhere = messagingctl(&deployment, &["retention", "status", "--tenant", "globex"]).await;
+    assert_eq!(
+        elsewhere,
+        "no retention policy is set: every message is kept\n"
+    );
+}
+
 async fn retention_purges_exactly_the_expired_messages_under_live_traffic(backend: Backend) {
     let Some(deployment) = Deployment::start(backend, |_| {}).await else {
         return;
@@ -1002,6 +1177,8 @@ async fn a_purged_conversation_leaves_nothing_in_either_service(backend: Backend
 
 backend_tests!(
     a_purged_conversation_leaves_nothing_in_either_service,
+    messagingctl_exports_json_lines_with_the_attachments_bytes,
+    messagingctl_shows_what_retention_has_due,
     erasure_removes_a_users_content_from_everything_at_rest,
     an_interrupted_erasure_resumes_after_a_restart,
     export_holds_every_item_of_the_user_and_nothing_else,

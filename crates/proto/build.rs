@@ -30,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".messaging.message.v1.UploadAttachmentRequest.chunk",
         ".messaging.message.v1.DownloadAttachmentResponse.chunk",
     ]);
+    // `prost::Name` for every message: its full name finds its descriptor (`crate::json`).
+    prost_config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("messaging_descriptor.bin"))
         // RPCs that a later release implements answer UNIMPLEMENTED until then.

@@ -6,6 +6,7 @@
 //! The other modules stay public for the end-to-end and conformance tests, which drive the
 //! store traits directly; tools should not need them.
 
+pub use crate::app::RetentionDue;
 pub use crate::blobs::{AttachmentSettings, Blobs, StoreSettings};
 pub use crate::config::{ServiceSettings, Settings};
 pub use crate::events::NatsSettings;
@@ -13,6 +14,24 @@ pub use crate::limits::LimitSettings;
 pub use crate::store::connect;
 pub use crate::store::keys::{EncryptionSettings, Keyring};
 pub use crate::store::rotation;
+
+/// What retention would purge now in `tenants` (every tenant when empty), policy by policy,
+/// and the purged conversations whose data is still to be deleted (tenant, conversation).
+pub async fn retention_status(
+    db: &sea_orm::DatabaseConnection,
+    keys: Keyring,
+    tenants: &[String],
+) -> anyhow::Result<(Vec<RetentionDue>, Vec<(String, uuid::Uuid)>)> {
+    let store = crate::store::SqlStore::new(db.clone(), keys, messaging_outbox::EventBus::new(16));
+    let (due, purges) = crate::app::retention_status(&store, tenants).await?;
+    Ok((
+        due,
+        purges
+            .into_iter()
+            .map(|(tenant, conversation)| (tenant.to_string(), conversation))
+            .collect(),
+    ))
+}
 
 /// Writing messages straight into the tables, as SendMessage would store them (sealed,
 /// indexed): for seeding large conversations.

@@ -6,6 +6,10 @@
 //!
 //! `messagingctl keys status|rotate|reencrypt` manages message-service's encryption at rest
 //! against its database (the `[message_service]` section: database and encryption settings).
+//!
+//! `messagingctl export --tenant T --user U --out FILE` writes a user's data as JSON Lines
+//! (over gRPC, as a tenant administrator); `messagingctl retention status` shows what
+//! retention and conversation purges still have to delete (against the database).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +19,9 @@ use messaging_platform::auth::{AuthSettings, ROLE_ADMIN, ROLE_SERVICE, TokenIssu
 use messaging_platform::config::Mode;
 use serde::Deserialize;
 
+mod export;
 mod keys;
+mod retention;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +60,25 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Exports everything stored about a user (GDPR art. 15 and 20) as JSON Lines, with the
+    /// attachments' bytes in FILE.attachments/.
+    Export(export::ExportArgs),
+    /// Retention: what is due.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Per stored policy: the messages and tombstones the next round would purge; and the
+    /// purged conversations whose messages are still being deleted.
+    Status {
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Vec<String>,
     },
 }
 
@@ -107,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = messaging_platform::config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Keys { command } => keys::run(&settings, command).await?,
+        Command::Export(args) => export::run(&settings, args).await?,
+        Command::Retention { command } => retention::run(&settings, command).await?,
         Command::Token {
             tenant,
             user,

@@ -601,6 +601,53 @@ impl Compliance {
     }
 }
 
+/// What one stored retention policy would purge if retention ran now.
+#[derive(Debug, Clone)]
+pub struct RetentionDue {
+    /// The tenant.
+    pub tenant: String,
+    /// The conversation of an override; `None` for the tenant's policy (its conversations
+    /// without an override).
+    pub conversation: Option<Uuid>,
+    /// The policy.
+    pub policy: RetentionPolicy,
+    /// Live messages older than `policy.message_days`.
+    pub messages: u64,
+    /// Tombstones deleted more than `policy.tombstone_days` ago (without replies).
+    pub tombstones: u64,
+}
+
+/// What retention would purge now, policy by policy (of `tenants` only, unless empty), and the
+/// conversations conversation-service purged whose data is still to be deleted.
+pub async fn retention_status(
+    store: &dyn crate::store::ComplianceStore,
+    tenants: &[String],
+) -> ApiResult<(Vec<RetentionDue>, Vec<(TenantId, Uuid)>)> {
+    let mut due = Vec::new();
+    for (scope, policy) in scopes(store.retention_policies().await?) {
+        if !tenants.is_empty() && !tenants.contains(&scope.tenant) {
+            continue;
+        }
+        let (messages, tombstones) = store
+            .retention_due(
+                &scope,
+                cutoff(policy.message_days),
+                cutoff(policy.tombstone_days),
+            )
+            .await?;
+        due.push(RetentionDue {
+            tenant: scope.tenant.clone(),
+            conversation: scope.conversation,
+            policy,
+            messages,
+            tombstones,
+        });
+    }
+    let mut purges = store.pending_purges(u64::from(u32::MAX)).await?;
+    purges.retain(|(tenant, _)| tenants.is_empty() || tenants.iter().any(|t| t == tenant.as_str()));
+    Ok((due, purges))
+}
+
 /// What a run halted by the test hook ends with.
 const HALTED: &str = "halted by halt_after_batches";
 

@@ -24,7 +24,9 @@ use crate::peer::Permissions;
 use crate::store::Store;
 
 pub use attachments::Files;
-pub use compliance::{Compliance, ExportItem, cutoff, require_admin, scopes};
+pub use compliance::{
+    Compliance, ExportItem, RetentionDue, cutoff, require_admin, retention_status, scopes,
+};
 pub use read::{ListRequest, MessagePage, Start};
 pub use search::{MAX_SEARCH_TERMS, SearchHit, SearchRequest};
 pub use send::Sent;

@@ -153,9 +153,14 @@ struct Fetched {
 
 impl std::fmt::Display for Fetched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let noun = if self.files == 1 {
+            "attachment"
+        } else {
+            "attachments"
+        };
         write!(
             f,
-            "{} attachments ({})",
+            "{} {noun} ({})",
             self.files,
             indicatif::HumanBytes(self.bytes)
         )
@@ -203,7 +208,8 @@ fn open_output(out: &Path, resume: bool) -> anyhow::Result<(std::fs::File, Strin
 }
 
 fn write_item(file: &mut std::fs::File, item: &pb::ExportUserDataResponse) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(&messaging_proto::json::to_value(item)?)?;
+    // Straight from the dynamic message, so fields keep their proto order.
+    let mut line = serde_json::to_vec(&messaging_proto::json::dynamic(item)?)?;
     line.push(b'\n');
     file.write_all(&line)?;
     Ok(())

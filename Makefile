@@ -4,15 +4,17 @@ CARGO ?= cargo
 CONFIG ?= deploy/dev.toml
 BUF ?= npx -y @bufbuild/buf
 
-.PHONY: run build test soak bench bench-full lint fmt fmt-check clippy proto-deps buf-lint buf-build token clean
+.PHONY: run build test soak bench bench-full lint fmt fmt-check clippy proto-deps buf-lint buf-build openapi token clean
 
-## Builds and starts both services on the embedded default (SQLite under ./data); Ctrl-C stops both.
+## Builds and starts both services on the embedded default (SQLite under ./data) and the REST
+## edge in front of them (127.0.0.1:8080); Ctrl-C stops all three.
 run: build
 	@mkdir -p data
 	@target/debug/conversation-service --config $(CONFIG) & c=$$!; \
 	 target/debug/message-service --config $(CONFIG) & m=$$!; \
-	 trap 'kill $$c $$m 2>/dev/null' INT TERM; \
-	 wait -n $$c $$m; status=$$?; kill $$c $$m 2>/dev/null; wait; exit $$status
+	 target/debug/rest-edge --config $(CONFIG) & e=$$!; \
+	 trap 'kill $$c $$m $$e 2>/dev/null' INT TERM; \
+	 wait -n $$c $$m $$e; status=$$?; kill $$c $$m $$e 2>/dev/null; wait; exit $$status
 
 build:
 	$(CARGO) build --workspace --bins
@@ -58,6 +60,11 @@ buf-lint: proto-deps
 
 buf-build: proto-deps
 	$(BUF) build -o /dev/null
+
+## Writes the REST edge's OpenAPI document (made from the protos) to proto/messaging.openapi.json;
+## `make test` fails while the committed copy is stale.
+openapi:
+	@$(CARGO) run -q -p rest-edge --bin openapi > proto/messaging.openapi.json
 
 ## make token TENANT=acme USER=alice [ROLES="--admin"]
 token:

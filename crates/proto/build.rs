@@ -21,7 +21,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "messaging/message/v1/message_service.proto",
         "messaging/message/v1/compliance_service.proto",
     ]
-    .map(|file| proto_dir.join(file));
+    .map(|file| proto_dir.join(file))
+    .into_iter()
+    // google.rpc's Status and error details: in the descriptor set (not in the generated
+    // modules), so that the REST edge writes error details in JSON by their type.
+    .chain(
+        ["google/rpc/status.proto", "google/rpc/error_details.proto"]
+            .map(|file| googleapis_dir.join(file)),
+    )
+    .collect::<Vec<_>>();
 
     let mut prost_config = prost_build::Config::new();
     prost_config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

@@ -70,9 +70,13 @@ pub fn response_with(code: StatusCode, status: &tonic::Status) -> Response {
     response
 }
 
-/// INVALID_ARGUMENT with one field violation.
+/// INVALID_ARGUMENT with one field violation (none when `field` is empty: the request as a
+/// whole is wrong).
 pub fn invalid(field: &str, description: impl Into<String>) -> tonic::Status {
     let description = description.into();
+    if field.is_empty() {
+        return tonic::Status::invalid_argument(description);
+    }
     <tonic::Status as tonic_types::StatusExt>::with_error_details(
         Code::InvalidArgument,
         description.clone(),

@@ -12,6 +12,10 @@
 //!   `{"result": ...}` per message and a last `{"error": ...}` if the stream fails, as
 //!   grpc-gateway writes them) or, for `Accept: text/event-stream`, Server-Sent Events (each
 //!   message a `data:` line, a failure an `event: error`).
+//! - Conditional requests: an `If-Match` header sets the request's `etag` field (or its body
+//!   message's), and the ABORTED that a stale etag gets is answered 412 Precondition Failed;
+//!   a response that carries an `etag` (at its top or in a top-level message) sends it as the
+//!   `ETag` header.
 //! - The edge adds no rules of its own: the `Authorization` header (and `x-messaging-*`,
 //!   `x-request-id`, `traceparent`, `grpc-metadata-*` headers) travel to the services as
 //!   metadata, so authentication, tenants and limits are theirs.
@@ -37,6 +41,7 @@ use tonic::transport::Channel;
 
 pub mod codec;
 pub mod errors;
+pub mod etags;
 pub mod openapi;
 pub mod request;
 pub mod rules;
@@ -250,9 +255,16 @@ async fn transcode(State(edge): State<Arc<Edge>>, request: Request) -> Response 
             );
         }
     };
-    let message = match request::build(route, &bindings, parts.uri.query(), &body) {
+    let mut message = match request::build(route, &bindings, parts.uri.query(), &body) {
         Ok(message) => message,
         Err(status) => return errors::response(&status),
+    };
+    let conditional = match parts.headers.get(header::IF_MATCH) {
+        Some(tag) => match etags::apply_if_match(&mut message, &route.body, tag) {
+            Ok(applied) => applied,
+            Err(status) => return errors::response(&status),
+        },
+        None => false,
     };
     let Some(channel) = edge
         .upstreams
@@ -292,7 +304,17 @@ async fn transcode(State(edge): State<Arc<Edge>>, request: Request) -> Response 
         stream_response(stream, events, edge.closing.clone())
     } else {
         match grpc.unary(call, path, codec).await {
-            Ok(response) => json_response(&response.into_inner(), &route.response_body),
+            Ok(response) => {
+                let response = response.into_inner();
+                let mut answer = json_response(&response, &route.response_body);
+                if let Some(tag) = etags::etag_of(&response) {
+                    answer.headers_mut().insert(header::ETAG, tag);
+                }
+                answer
+            }
+            Err(status) if conditional && status.code() == tonic::Code::Aborted => {
+                errors::response_with(StatusCode::PRECONDITION_FAILED, &status)
+            }
             Err(status) => errors::response(&status),
         }
     }

@@ -24,7 +24,41 @@ backend_tests!(
     star_is_never_a_users_tenant,
     one_idempotency_rule_on_both_services,
     control_characters_are_refused_in_every_text_field,
+    ids_beyond_ascii_work_across_both_services,
 );
+
+/// Tenant and user ids may be any printable text: one that is not ASCII travels between the
+/// services in binary metadata and works like any other (found by the REST edge's fuzzing: it
+/// was UNAVAILABLE).
+async fn ids_beyond_ascii_work_across_both_services(backend: Backend) {
+    let harness = harness(backend).await;
+    let tenant = "société";
+    let mut josé = harness.conversations.client(tenant, "josé");
+    let conversation = create_group(&mut josé, "Café", &[("zoë", Role::Member)]).await;
+    let mut josé_messages = harness.client(tenant, "josé");
+    let sent =
+        messaging_e2e::send(&mut josé_messages, text_message(&conversation, "bonjour")).await;
+    assert_eq!(sent.sender_id, "josé");
+    let mut zoë = harness.client(tenant, "zoë");
+    let listed = zoë
+        .list_messages(pb::ListMessagesRequest {
+            conversation_id: conversation.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("zoë reads")
+        .into_inner();
+    assert_eq!(listed.messages.len(), 1);
+    let stranger = harness
+        .client(tenant, "ana")
+        .list_messages(pb::ListMessagesRequest {
+            conversation_id: conversation,
+            ..Default::default()
+        })
+        .await
+        .expect_err("not a participant");
+    assert_eq!(stranger.code(), Code::NotFound);
+}
 
 const TENANT: &str = "acme";
 /// How often each grant and revocation is tried: the old races showed up in a fraction of tries.

@@ -8,7 +8,9 @@
 //! A `service` caller names the user it acts for in the `x-messaging-user-id` header (its own
 //! `sub` otherwise) and the tenant in `x-messaging-tenant-id`. A service token whose `tenant_id`
 //! is `*` may act in any tenant and must send that header; one bound to a tenant may only act
-//! in it. Interceptors put the resulting [`Caller`] into the request extensions.
+//! in it. An id that is not printable ASCII (`josé`) travels in the binary form of the header
+//! instead (`x-messaging-user-id-bin`, its UTF-8 bytes; see [`put_id_header`]). Interceptors
+//! put the resulting [`Caller`] into the request extensions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -313,15 +315,45 @@ impl Authenticator {
     }
 }
 
-fn header_value<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+/// An id header: `name` as text, or `name-bin` holding UTF-8 (for ids that are not printable
+/// ASCII, which text metadata cannot carry).
+fn header_value(metadata: &MetadataMap, name: &str) -> Result<Option<String>, ApiError> {
+    let binary = format!("{name}-bin");
+    if let Some(value) = metadata.get_bin(binary.as_str()) {
+        let bytes = value
+            .to_bytes()
+            .map_err(|_| ApiError::Unauthenticated(format!("{binary} is not base64")))?;
+        return String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| ApiError::Unauthenticated(format!("{binary} is not UTF-8")));
+    }
     metadata
         .get(name)
         .map(|value| {
             value
                 .to_str()
+                .map(str::to_owned)
                 .map_err(|_| ApiError::Unauthenticated(format!("{name} is not text")))
         })
         .transpose()
+}
+
+/// Puts an id header for a service call: `name` when `id` is printable ASCII, else its binary
+/// form `name-bin` (which [`Authenticator`] reads the same way).
+pub fn put_id_header(metadata: &mut MetadataMap, name: &'static str, id: &str) {
+    let printable = id.bytes().all(|byte| (0x20..0x7f).contains(&byte));
+    if printable && let Ok(value) = id.parse() {
+        metadata.insert(name, value);
+        return;
+    }
+    if let Ok(key) =
+        tonic::metadata::BinaryMetadataKey::from_bytes(format!("{name}-bin").as_bytes())
+    {
+        metadata.insert_bin(
+            key,
+            tonic::metadata::BinaryMetadataValue::from_bytes(id.as_bytes()),
+        );
+    }
 }
 
 fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, ApiError> {
@@ -339,7 +371,7 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
             claims.tenant_id.as_str(),
             header_value(metadata, TENANT_HEADER)?,
         ) {
-            (ANY_TENANT, Some(header)) => header.to_owned(),
+            (ANY_TENANT, Some(header)) => header,
             (ANY_TENANT, None) => {
                 return Err(ApiError::Unauthenticated(format!(
                     "a service token for every tenant must send {TENANT_HEADER}"
@@ -352,9 +384,7 @@ fn caller_from_claims(claims: Claims, metadata: &MetadataMap) -> Result<Caller, 
             }
             (bound, _) => bound.to_owned(),
         };
-        let user = header_value(metadata, USER_HEADER)?
-            .unwrap_or(&claims.sub)
-            .to_owned();
+        let user = header_value(metadata, USER_HEADER)?.unwrap_or_else(|| claims.sub.clone());
         (tenant, user)
     } else {
         (claims.tenant_id, claims.sub)

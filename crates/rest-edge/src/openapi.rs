@@ -105,7 +105,20 @@ mod tests {
     }
 }
 
-/// The template as an OpenAPI path: variables by their field path, patterns dropped.
+/// The name of a path variable in the document: the last step of its field path (so
+/// `/v1/conversations/{conversation.conversation_id}` is the same OpenAPI path as
+/// `/v1/conversations/{conversation_id}`, as OpenAPI wants), or the whole path where two
+/// variables of one template would share it.
+fn parameter_name<'a>(route: &Route, field: &'a str) -> &'a str {
+    let leaf = field.rsplit('.').next().unwrap_or(field);
+    let shared = rules::variables(&route.segments)
+        .iter()
+        .filter(|other| other.rsplit('.').next() == Some(leaf))
+        .count();
+    if shared > 1 { field } else { leaf }
+}
+
+/// The template as an OpenAPI path: variables by their parameter names, patterns dropped.
 fn openapi_path(route: &Route) -> String {
     let mut path = String::new();
     for segment in &route.segments {
@@ -116,7 +129,7 @@ fn openapi_path(route: &Route) -> String {
             Segment::Rest => path.push_str("**"),
             Segment::Variable { field, .. } => {
                 path.push('{');
-                path.push_str(field);
+                path.push_str(parameter_name(route, field));
                 path.push('}');
             }
         }
@@ -147,7 +160,7 @@ fn operation(route: &Route, operation_id: String, schemas: &mut Schemas) -> Valu
             continue;
         };
         parameters.push(json!({
-            "name": field_path,
+            "name": parameter_name(route, field_path),
             "in": "path",
             "required": true,
             "description": comment(&field.parent_file(), field.path()),

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use messaging_platform::auth::{ANY_TENANT, ROLE_SERVICE, TENANT_HEADER, TokenIssuer, USER_HEADER};
+use messaging_platform::auth::{
+    ANY_TENANT, ROLE_SERVICE, TENANT_HEADER, TokenIssuer, USER_HEADER, put_id_header,
+};
 use messaging_platform::config::Secret;
 use messaging_platform::{ApiError, ApiResult, Caller};
 use messaging_proto::conversation::v1 as pb;
@@ -202,8 +204,8 @@ impl ConversationGate {
             "authorization",
             header(&format!("Bearer {}", self.token()?))?,
         );
-        metadata.insert(TENANT_HEADER, header(tenant)?);
-        metadata.insert(USER_HEADER, header(user)?);
+        put_id_header(metadata, TENANT_HEADER, tenant);
+        put_id_header(metadata, USER_HEADER, user);
         Ok(request)
     }
 

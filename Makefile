@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONFIG ?= deploy/dev.toml
 BUF ?= npx -y @bufbuild/buf
 
-.PHONY: run build test soak bench bench-full lint fmt fmt-check clippy proto-deps buf-lint buf-build openapi token clean
+.PHONY: run build test soak bench bench-full lint fmt fmt-check clippy proto-deps buf-lint buf-build buf-breaking api-fuzz openapi token clean
 
 ## Builds and starts both services on the embedded default (SQLite under ./data) and the REST
 ## edge in front of them (127.0.0.1:8080); Ctrl-C stops all three.
@@ -60,6 +60,20 @@ buf-lint: proto-deps
 
 buf-build: proto-deps
 	$(BUF) build -o /dev/null
+
+## Fails when the protos would break a generated client or a REST route of BASE (default: the
+## previous commit): buf's FILE rules, against BASE's protos built with the same imports.
+BASE ?= HEAD~1
+buf-breaking: proto-deps
+	@rm -rf target/buf-base && mkdir -p target/buf-base/target
+	@git archive $(BASE) proto buf.yaml | tar -x -C target/buf-base
+	@cp -r target/proto-deps target/buf-base/target/
+	$(BUF) build target/buf-base -o target/buf-base.binpb
+	$(BUF) breaking --against target/buf-base.binpb
+
+## Schemathesis against the REST edge's OpenAPI document (needs `make build`; see .ci/schemathesis).
+api-fuzz: build
+	bash .ci/schemathesis
 
 ## Writes the REST edge's OpenAPI document (made from the protos) to proto/messaging.openapi.json;
 ## `make test` fails while the committed copy is stale.

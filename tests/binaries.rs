@@ -171,3 +171,122 @@ async fn sigterm_drains_open_streams_and_exits_within_the_deadline() {
     let took = terminate(&mut follower).await;
     assert!(took < drain, "message-service took {took:?}");
 }
+
+/// The REST edge at SIGTERM: an open NDJSON stream gets an UNAVAILABLE error line (so the
+/// client resumes instead of taking it for the end), and the process exits within its drain
+/// deadline while the services go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_edge_ends_open_streams_with_an_error_line_at_sigterm() {
+    use futures::StreamExt as _;
+    let (conversations_db, messages_db) = (
+        TestDatabase::new(Backend::Sqlite),
+        TestDatabase::new(Backend::Sqlite),
+    );
+    let (mut conversation_service, conversation_url) = start(
+        "conversation-service",
+        &[
+            (
+                "MESSAGING__CONVERSATION_SERVICE__LISTEN",
+                "127.0.0.1:0".to_owned(),
+            ),
+            (
+                "MESSAGING__CONVERSATION_SERVICE__DATABASE__URL",
+                conversations_db.settings.url.expose().to_owned(),
+            ),
+        ],
+    )
+    .await;
+    let (mut message_service, message_url) = start(
+        "message-service",
+        &[
+            (
+                "MESSAGING__MESSAGE_SERVICE__LISTEN",
+                "127.0.0.1:0".to_owned(),
+            ),
+            (
+                "MESSAGING__MESSAGE_SERVICE__DATABASE__URL",
+                messages_db.settings.url.expose().to_owned(),
+            ),
+            (
+                "MESSAGING__MESSAGE_SERVICE__CONVERSATION_SERVICE_URL",
+                conversation_url.clone(),
+            ),
+        ],
+    )
+    .await;
+    let drain = Duration::from_secs(3);
+    let (mut edge, edge_url) = start(
+        "rest-edge",
+        &[
+            ("MESSAGING__REST_EDGE__LISTEN", "127.0.0.1:0".to_owned()),
+            (
+                "MESSAGING__REST_EDGE__CONVERSATION_SERVICE_URL",
+                conversation_url,
+            ),
+            ("MESSAGING__REST_EDGE__MESSAGE_SERVICE_URL", message_url),
+            ("MESSAGING__REST_EDGE__DRAIN_TIMEOUT", "3s".to_owned()),
+        ],
+    )
+    .await;
+    let token = TokenIssuer::from_settings(&AuthSettings {
+        hs256_secret: Some(Secret::new(DEVELOPMENT_HS256_SECRET)),
+        ..Default::default()
+    })
+    .expect("issuer")
+    .issue("acme", "alice", &[], Duration::from_secs(600))
+    .expect("token");
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{edge_url}/v1/conversations"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"type": "CONVERSATION_TYPE_GROUP", "title": "Drain"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("JSON");
+    let group = created["conversation"]["conversationId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let stream = http
+        .get(format!(
+            "{edge_url}/v1/events:subscribe?conversationIds={group}"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(stream.status(), 200);
+    let mut body = stream.bytes_stream();
+    http.post(format!("{edge_url}/v1/conversations/{group}/messages"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"text": "before SIGTERM"}))
+        .send()
+        .await
+        .expect("send");
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !text.contains("messageCreated") {
+            let chunk = body.next().await.expect("a line").expect("bytes");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the event within 20 s");
+
+    let took = terminate(&mut edge).await;
+    assert!(took < drain, "rest-edge took {took:?}");
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => break,
+        }
+    }
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a last line")).expect("JSON");
+    assert_eq!(last["error"]["code"], Code::Unavailable as i32, "{text}");
+    terminate(&mut message_service).await;
+    terminate(&mut conversation_service).await;
+}

@@ -14,8 +14,9 @@ use common::{TENANT, code, team};
 use futures::StreamExt;
 use message_service::blobs::{AttachmentSettings, Blobs, StoreSettings};
 use messaging_e2e::{
-    Backend, MessageClient, MessagingHarness, backend_tests, clamd_or_skip, eventually, s3_or_skip,
-    text_message, violated_fields,
+    Backend, MessageClient, MessagingHarness, attachment_metadata as metadata, backend_tests,
+    clamd_or_skip, eventually, s3_or_skip, text_message, upload_attachment as upload_with,
+    violated_fields,
 };
 use messaging_proto::message::v1 as pb;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -77,46 +78,6 @@ fn content(size: usize) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
-}
-
-fn metadata(
-    conversation: &str,
-    name: &str,
-    kind: &str,
-    bytes: &[u8],
-) -> pb::AttachmentUploadMetadata {
-    pb::AttachmentUploadMetadata {
-        conversation_id: conversation.to_owned(),
-        file_name: name.to_owned(),
-        content_type: kind.to_owned(),
-        size_bytes: bytes.len() as i64,
-        sha256: sha(bytes),
-        ..Default::default()
-    }
-}
-
-/// Uploads `bytes` (from `metadata.offset` on) in chunks of 256 KiB.
-async fn upload_with(
-    client: &mut MessageClient,
-    metadata: pb::AttachmentUploadMetadata,
-    bytes: &[u8],
-) -> Result<pb::Attachment, tonic::Status> {
-    let mut requests = vec![pb::UploadAttachmentRequest {
-        metadata: Some(metadata),
-        chunk: Bytes::new(),
-    }];
-    requests.extend(
-        bytes
-            .chunks(256 * 1024)
-            .map(|chunk| pb::UploadAttachmentRequest {
-                metadata: None,
-                chunk: Bytes::copy_from_slice(chunk),
-            }),
-    );
-    client
-        .upload_attachment(futures::stream::iter(requests))
-        .await
-        .map(|response| response.into_inner().attachment.expect("attachment"))
 }
 
 async fn upload(

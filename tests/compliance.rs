@@ -9,7 +9,6 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::{TENANT, code};
 use futures::StreamExt;
 use message_service::blobs::{Blobs, StoreSettings};
@@ -21,7 +20,6 @@ use messaging_e2e::{
 use messaging_proto::message::v1 as pb;
 use object_store::{ObjectStore, ObjectStoreExt};
 use pb::compliance_service_client::ComplianceServiceClient;
-use sha2::Digest as _;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -148,40 +146,16 @@ fn holds(bytes: &[u8], canary: &str) -> bool {
     contains(bytes, canary.as_bytes()) || contains(bytes, hex(canary.as_bytes()).as_bytes())
 }
 
-fn metadata(conversation: &str, name: &str, bytes: &[u8]) -> pb::AttachmentUploadMetadata {
-    pb::AttachmentUploadMetadata {
-        conversation_id: conversation.to_owned(),
-        file_name: name.to_owned(),
-        content_type: "text/plain".to_owned(),
-        size_bytes: bytes.len() as i64,
-        sha256: message_service::blobs::hex(&sha2::Sha256::digest(bytes)),
-        ..Default::default()
-    }
-}
-
 async fn upload(
     client: &mut MessageClient,
     conversation: &str,
     name: &str,
     bytes: &[u8],
 ) -> String {
-    let requests = vec![
-        pb::UploadAttachmentRequest {
-            metadata: Some(metadata(conversation, name, bytes)),
-            chunk: Bytes::new(),
-        },
-        pb::UploadAttachmentRequest {
-            metadata: None,
-            chunk: Bytes::copy_from_slice(bytes),
-        },
-    ];
-    client
-        .upload_attachment(futures::stream::iter(requests))
+    let metadata = messaging_e2e::attachment_metadata(conversation, name, "text/plain", bytes);
+    messaging_e2e::upload_attachment(client, metadata, bytes)
         .await
         .expect("upload")
-        .into_inner()
-        .attachment
-        .expect("attachment")
         .attachment_id
 }
 

@@ -191,17 +191,18 @@ async fn conversations_over_rest_match_grpc(backend: Backend) {
     let mut grpc = rest.harness.conversations.client(TENANT, "alice");
 
     // Create (body "*"), then get: the same as over gRPC.
+    let launch = json!({
+        "type": "CONVERSATION_TYPE_GROUP",
+        "title": "Launch",
+        "participants": [{"userId": "bob"}],
+        "requestId": "launch-1",
+    });
     let created = rest
         .ok(
             Method::POST,
             "/v1/conversations",
             &alice,
-            Some(json!({
-                "type": "CONVERSATION_TYPE_GROUP",
-                "title": "Launch",
-                "participants": [{"userId": "bob"}],
-                "requestId": "launch-1",
-            })),
+            Some(launch.clone()),
         )
         .await;
     assert_eq!(created["created"], true);
@@ -222,17 +223,7 @@ async fn conversations_over_rest_match_grpc(backend: Backend) {
 
     // A retry with the same request id returns it; another payload with it is 409.
     let retried = rest
-        .ok(
-            Method::POST,
-            "/v1/conversations",
-            &alice,
-            Some(json!({
-                "type": "CONVERSATION_TYPE_GROUP",
-                "title": "Launch",
-                "participants": [{"userId": "bob"}],
-                "requestId": "launch-1",
-            })),
-        )
+        .ok(Method::POST, "/v1/conversations", &alice, Some(launch))
         .await;
     assert_eq!(id_of(&retried), id);
     let conflict = rest
@@ -577,40 +568,6 @@ async fn conversations_over_rest_match_grpc(backend: Backend) {
     );
 }
 
-/// Uploads `bytes` over gRPC (client streams have no REST form); returns the attachment id.
-async fn upload(
-    client: &mut messaging_e2e::MessageClient,
-    conversation: &str,
-    bytes: &[u8],
-) -> String {
-    use sha2::Digest as _;
-    let requests = vec![
-        pb::UploadAttachmentRequest {
-            metadata: Some(pb::AttachmentUploadMetadata {
-                conversation_id: conversation.to_owned(),
-                file_name: "notes.txt".to_owned(),
-                content_type: "text/plain".to_owned(),
-                size_bytes: bytes.len() as i64,
-                sha256: message_service::blobs::hex(&sha2::Sha256::digest(bytes)),
-                ..Default::default()
-            }),
-            chunk: bytes::Bytes::new(),
-        },
-        pb::UploadAttachmentRequest {
-            metadata: None,
-            chunk: bytes::Bytes::copy_from_slice(bytes),
-        },
-    ];
-    client
-        .upload_attachment(futures::stream::iter(requests))
-        .await
-        .expect("upload")
-        .into_inner()
-        .attachment
-        .expect("attachment")
-        .attachment_id
-}
-
 async fn messages_over_rest_match_grpc(backend: Backend) {
     let rest = Rest::start(backend).await;
     let team = common::team(&rest.harness).await;
@@ -820,7 +777,13 @@ async fn messages_over_rest_match_grpc(backend: Backend) {
     .await;
 
     // Attachments: metadata, then the bytes (base64 in the stream), whole and a range.
-    let file = upload(&mut grpc, &team, b"launch checklist").await;
+    // Uploads have no REST form (a client stream): over gRPC.
+    let bytes = b"launch checklist";
+    let metadata = messaging_e2e::attachment_metadata(&team, "notes.txt", "text/plain", bytes);
+    let file = messaging_e2e::upload_attachment(&mut grpc, metadata, bytes)
+        .await
+        .expect("upload")
+        .attachment_id;
     let mut carrying = messaging_e2e::text_message(&team, "the checklist");
     carrying.attachment_ids = vec![file.clone()];
     messaging_e2e::send(&mut grpc, carrying).await;

@@ -888,3 +888,46 @@ pub async fn clamd_or_skip() -> Option<String> {
     skip_or_fail(&format!("clamd at {address} is unreachable"));
     None
 }
+
+/// Upload metadata for `bytes` (exact size and SHA-256) as `name` of media type `kind`.
+pub fn attachment_metadata(
+    conversation: &str,
+    name: &str,
+    kind: &str,
+    bytes: &[u8],
+) -> messaging_proto::message::v1::AttachmentUploadMetadata {
+    use sha2::Digest as _;
+    messaging_proto::message::v1::AttachmentUploadMetadata {
+        conversation_id: conversation.to_owned(),
+        file_name: name.to_owned(),
+        content_type: kind.to_owned(),
+        size_bytes: bytes.len() as i64,
+        sha256: message_service::blobs::hex(&sha2::Sha256::digest(bytes)),
+        ..Default::default()
+    }
+}
+
+/// Uploads `bytes` (from `metadata.offset` on) in chunks of 256 KiB.
+pub async fn upload_attachment(
+    client: &mut MessageClient,
+    metadata: messaging_proto::message::v1::AttachmentUploadMetadata,
+    bytes: &[u8],
+) -> Result<messaging_proto::message::v1::Attachment, tonic::Status> {
+    use messaging_proto::message::v1::UploadAttachmentRequest;
+    let mut requests = vec![UploadAttachmentRequest {
+        metadata: Some(metadata),
+        chunk: bytes::Bytes::new(),
+    }];
+    requests.extend(
+        bytes
+            .chunks(256 * 1024)
+            .map(|chunk| UploadAttachmentRequest {
+                metadata: None,
+                chunk: bytes::Bytes::copy_from_slice(chunk),
+            }),
+    );
+    client
+        .upload_attachment(futures::stream::iter(requests))
+        .await
+        .map(|response| response.into_inner().attachment.unwrap_or_default())
+}

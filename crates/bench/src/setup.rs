@@ -9,28 +9,13 @@ use messaging_platform::config::{DatabaseSettings, LogFormat, Mode, Secret, Tele
 use messaging_proto::conversation::v1 as conversation;
 use messaging_proto::conversation::v1::conversation_service_client::ConversationServiceClient;
 use messaging_proto::message::v1::message_service_client::MessageServiceClient;
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// The tenant every scenario runs in.
 pub const TENANT: &str = "bench";
 
-/// Adds a bearer token to every call.
-#[derive(Clone)]
-pub struct Bearer(tonic::metadata::AsciiMetadataValue);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
+pub use messaging_platform::auth::Bearer;
 
 /// A running deployment.
 pub struct Deployment {
@@ -221,11 +206,7 @@ impl Deployment {
             .issuer
             .issue(TENANT, user, &[], Duration::from_secs(24 * 3600))
             .unwrap_or_default();
-        Bearer(
-            format!("Bearer {token}")
-                .parse()
-                .unwrap_or_else(|_| tonic::metadata::AsciiMetadataValue::from_static("")),
-        )
+        Bearer::new(&token).expect("a minted token is ASCII")
     }
 
     /// A MessageService client acting as `user`.

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use messaging_platform::auth::{ROLE_ADMIN, TokenIssuer};
+use messaging_platform::auth::{Bearer, ROLE_ADMIN, TokenIssuer};
 use messaging_proto::message::v1 as pb;
 use pb::compliance_service_client::ComplianceServiceClient;
 use pb::export_user_data_response::Item;
 use pb::message_service_client::MessageServiceClient;
 use tonic::Code;
-use tonic::metadata::AsciiMetadataValue;
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -60,14 +58,13 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
         &[ROLE_ADMIN],
         Duration::from_secs(3600),
     )?;
-    let bearer: AsciiMetadataValue = format!("Bearer {token}").parse()?;
+    let bearer = Bearer::new(&token).context("the token is not a valid header value")?;
     let channel = Channel::from_shared(endpoint.clone())?
         .connect()
         .await
         .with_context(|| format!("connecting to message-service at {endpoint}"))?;
-    let mut compliance =
-        ComplianceServiceClient::with_interceptor(channel.clone(), Bearer(bearer.clone()));
-    let mut messages = MessageServiceClient::with_interceptor(channel, Bearer(bearer));
+    let mut compliance = ComplianceServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut messages = MessageServiceClient::with_interceptor(channel, bearer);
 
     let attachments = attachments_folder(&args.out);
     std::fs::create_dir_all(&attachments)
@@ -246,22 +243,6 @@ async fn download(
     file.sync_all()?;
     std::fs::rename(&partial, &path)?;
     Ok(written)
-}
-
-/// Adds the administrator's bearer token to every call.
-#[derive(Clone)]
-struct Bearer(AsciiMetadataValue);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
 }
 
 fn status(error: &anyhow::Error) -> Option<Code> {

@@ -465,3 +465,24 @@ impl TokenIssuer {
         )?)
     }
 }
+
+/// A client interceptor that adds `authorization: Bearer <token>` to every call (for the tools
+/// and the load generator, which call the services as a client would).
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::AsciiMetadataValue);
+
+impl Bearer {
+    /// The interceptor for `token`; `None` when the token is not a valid header value.
+    pub fn new(token: &str) -> Option<Self> {
+        format!("Bearer {token}").parse().ok().map(Self)
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}

@@ -9,6 +9,7 @@
 
 mod attachments;
 mod fanout;
+mod growth;
 mod history;
 mod report;
 mod seed;
@@ -37,11 +38,11 @@ struct Cli {
     /// `quick` (under 5 minutes) or `full`.
     #[arg(long, default_value = "quick")]
     profile: String,
-    /// Scenarios to run, comma-separated: floors, send, fanout, unread, history, search,
-    /// streams, attachments.
+    /// Scenarios to run, comma-separated: floors, growth, send, fanout, unread, history,
+    /// search, streams, attachments.
     #[arg(
         long,
-        default_value = "floors,send,fanout,unread,history,search,streams,attachments",
+        default_value = "floors,growth,send,fanout,unread,history,search,streams,attachments",
         value_delimiter = ','
     )]
     scenarios: Vec<String>,
@@ -207,6 +208,16 @@ async fn main() -> anyhow::Result<()> {
             })
             .await,
         );
+    }
+
+    // Before anything runs ANALYZE: the database is as fresh as a new deployment's.
+    if wants("growth") {
+        let total = if cli.profile == "full" {
+            100_000
+        } else {
+            32_000
+        };
+        growth::growth(&deployment, &mut report, cli.concurrency, total).await?;
     }
 
     if wants("send") {

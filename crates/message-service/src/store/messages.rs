@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use messaging_platform::crypto::SearchKey;
-use messaging_platform::db::{begin_write, is_unique_violation};
+use messaging_platform::db::begin_write;
 use messaging_platform::time::now;
 use messaging_platform::{TenantId, UserId};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
@@ -89,9 +89,11 @@ impl MessageStore for SqlStore {
         } else {
             fingerprint.to_owned()
         };
-        if let Some(retried) = self.retried(tenant, sender, new, &fingerprint).await? {
-            return Ok(retried);
-        }
+        // Insert first, and let the unique index on (tenant, conversation, sender, request id)
+        // tell a retry: a look-up before every insert would cost a statement per send, and its
+        // plan would depend on the planner's statistics (without them PostgreSQL may filter
+        // every earlier message of the conversation). A retry rolls its transaction back, so
+        // the sequence it took is given back and sequences stay dense.
         match self
             .insert(tenant, sender, new, &fingerprint, &search_key)
             .await
@@ -100,12 +102,13 @@ impl MessageStore for SqlStore {
                 self.bus.committed();
                 Ok(Sent::New { message, rendered })
             }
-            // A concurrent retry with the same request id committed first.
-            Err(StoreError::Database(error)) if is_unique_violation(&error) => self
-                .retried(tenant, sender, new, &fingerprint)
-                .await?
-                .ok_or(StoreError::Database(error)),
-            Err(error) => Err(error),
+            // The request id is taken: a retry, or a concurrent one that committed first. The
+            // stored message answers it, whatever refused this insert (the unique index, or a
+            // change since the first send, such as its attachments now being sent).
+            Err(error) => match self.retried(tenant, sender, new, &fingerprint).await? {
+                Some(retried) => Ok(retried),
+                None => Err(error),
+            },
         }
     }
 

@@ -243,17 +243,9 @@ async fn transcode(State(edge): State<Arc<Edge>>, request: Request) -> Response 
         }
         return response;
     };
-    let body = match axum::body::to_bytes(body, edge.max_body_bytes).await {
+    let body = match read_body(body, &parts.headers, edge.max_body_bytes).await {
         Ok(body) => body,
-        Err(_) => {
-            return errors::response_with(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &tonic::Status::resource_exhausted(format!(
-                    "the body is larger than {} bytes",
-                    edge.max_body_bytes
-                )),
-            );
-        }
+        Err(response) => return *response,
     };
     let mut message = match request::build(route, &bindings, parts.uri.query(), &body) {
         Ok(message) => message,
@@ -318,6 +310,53 @@ async fn transcode(State(edge): State<Arc<Edge>>, request: Request) -> Response 
             Err(status) => errors::response(&status),
         }
     }
+}
+
+/// How much of a body over the limit is still read (and thrown away) before the 413, so that
+/// a client still sending it reads the answer instead of a reset connection.
+const DRAIN_FACTOR: usize = 16;
+
+/// The request body, up to `limit` bytes; 413 beyond (400 for a body that breaks off).
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, Box<Response>> {
+    let too_large = || {
+        Box::new(errors::response_with(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &tonic::Status::resource_exhausted(format!("the body is larger than {limit} bytes")),
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit.saturating_mul(DRAIN_FACTOR)) {
+        return Err(too_large());
+    }
+    let mut collected = bytes::BytesMut::new();
+    let mut seen = 0_usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| {
+            Box::new(errors::response(&errors::invalid(
+                "",
+                format!("the body broke off: {error}"),
+            )))
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit.saturating_mul(DRAIN_FACTOR) {
+            break;
+        }
+        if seen <= limit {
+            collected.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(collected.freeze())
 }
 
 /// The request headers that travel to the service as metadata.

@@ -159,8 +159,12 @@ pub async fn run(
         shutdown.await;
         drained.cancel();
     });
-    let server = tokio::spawn(async move { server.await });
-    closing.cancelled().await;
+    let mut server = tokio::spawn(async move { server.await });
+    // The server ends by itself only on an error of its listener.
+    tokio::select! {
+        result = &mut server => return Ok(result??),
+        () = closing.cancelled() => {}
+    }
     match tokio::time::timeout(deadline, server).await {
         Ok(result) => result??,
         Err(_) => tracing::warn!("requests were still open at the drain deadline"),

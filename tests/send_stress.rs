@@ -36,20 +36,26 @@ fn sender(index: usize) -> String {
     format!("sender-{index:02}")
 }
 
-/// What one request was: valid (sent once, or twice at once, or again later), or invalid.
+/// What one request was: valid (sent once, or twice at once, or again later), invalid (refused
+/// before the store, or by it: a reply to no message), or its request id reused at once for a
+/// different message (one of the two is stored, the other refused).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Once,
     TwiceAtOnce,
     RetriedLater,
     Invalid,
+    UnknownParent,
+    ReusedAtOnce,
 }
 
 fn kind(sender: usize, request: usize) -> Kind {
-    match (sender + request) % 6 {
-        0 => Kind::TwiceAtOnce,
-        1 => Kind::RetriedLater,
-        2 if sender.is_multiple_of(4) => Kind::Invalid,
+    match ((sender + request) % 6, sender % 4) {
+        (0, _) => Kind::TwiceAtOnce,
+        (1, _) => Kind::RetriedLater,
+        (2, 0) => Kind::Invalid,
+        (2, 1) => Kind::UnknownParent,
+        (3, 2) => Kind::ReusedAtOnce,
         _ => Kind::Once,
     }
 }
@@ -107,11 +113,20 @@ async fn stress(backend: Backend, conversations: usize) {
                 if kind == Kind::Invalid {
                     message.content = Some(pb::send_message_request::Content::Text(String::new()));
                 }
-                let answers = if kind == Kind::TwiceAtOnce {
+                if kind == Kind::UnknownParent {
+                    message.parent_id = uuid::Uuid::new_v4().to_string();
+                }
+                let answers = if matches!(kind, Kind::TwiceAtOnce | Kind::ReusedAtOnce) {
                     let mut again = client.clone();
+                    let mut other = message.clone();
+                    if kind == Kind::ReusedAtOnce {
+                        other.content = Some(pb::send_message_request::Content::Text(format!(
+                            "{request_id} says something else"
+                        )));
+                    }
                     let (first, second) = tokio::join!(
                         client.send_message(message.clone()),
-                        again.send_message(message.clone())
+                        again.send_message(other)
                     );
                     vec![first, second]
                 } else {
@@ -133,13 +148,29 @@ async fn stress(backend: Backend, conversations: usize) {
     let mut expected: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for task in tasks {
         for (conversation, request_id, kind, _, answers) in task.await.expect("sender") {
-            if kind == Kind::Invalid {
+            if matches!(kind, Kind::Invalid | Kind::UnknownParent) {
                 for answer in answers {
-                    let status = answer.expect_err("an empty message is refused");
+                    let status = answer.expect_err("an invalid message is refused");
                     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
                 }
                 continue;
             }
+            let answers: Vec<_> = if kind == Kind::ReusedAtOnce {
+                let (stored, refused): (Vec<_>, Vec<_>) =
+                    answers.into_iter().partition(Result::is_ok);
+                assert_eq!(
+                    (stored.len(), refused.len()),
+                    (1, 1),
+                    "{request_id}: one of two messages under one request id is stored"
+                );
+                for answer in refused {
+                    let status = answer.expect_err("refused");
+                    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+                }
+                stored
+            } else {
+                answers
+            };
             let ids: BTreeSet<String> = answers
                 .into_iter()
                 .map(|answer| {

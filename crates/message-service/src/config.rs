@@ -68,6 +68,8 @@ pub struct ServiceSettings {
     pub attachments: crate::blobs::AttachmentSettings,
     /// Erasure jobs and retention (`[message_service.compliance]`).
     pub compliance: ComplianceSettings,
+    /// The grouped write path of SendMessage (`[message_service.writes]`).
+    pub writes: WriteSettings,
 }
 
 impl Default for ServiceSettings {
@@ -95,6 +97,31 @@ impl Default for ServiceSettings {
             encryption: crate::store::keys::EncryptionSettings::default(),
             attachments: crate::blobs::AttachmentSettings::default(),
             compliance: ComplianceSettings::default(),
+            writes: WriteSettings::default(),
+        }
+    }
+}
+
+/// The grouped write path (`[message_service.writes]`): sends that arrive while a commit is in
+/// flight are written together in the next transaction, each conversation's sequence advanced
+/// once per batch. A batch closes when its writer's previous commit returns, so a lone send
+/// waits for nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriteSettings {
+    /// Transactions that may be in flight at once on PostgreSQL, each of its own
+    /// conversations (a conversation's sends are always written by the same writer); default
+    /// 4. SQLite, one connection, always has one.
+    pub writers: usize,
+    /// Most sends in one transaction; default 256. 1 turns grouping off.
+    pub max_batch: usize,
+}
+
+impl Default for WriteSettings {
+    fn default() -> Self {
+        Self {
+            writers: 4,
+            max_batch: 256,
         }
     }
 }

@@ -89,7 +89,7 @@ pub async fn run(
             typing_interval: service.typing_interval,
         },
     );
-    let store = store::SqlStore::new(db, keys, bus);
+    let store = store::SqlStore::new(db, keys, bus).with_writes(service.writes.clone());
     let files = app::Files {
         blobs: blobs::Blobs::from_settings(&service.attachments.store)?,
         scanner: blobs::scan::Scanner::new(service.attachments.scanner.clone()),

@@ -36,7 +36,14 @@ pub struct NewEvent {
 
 /// Writes an event into the outbox, in the caller's transaction.
 pub async fn insert_event<C: ConnectionTrait>(connection: &C, new: NewEvent) -> Result<(), DbErr> {
-    event::Entity::insert(event::ActiveModel {
+    event::Entity::insert(active(new))
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
+}
+
+fn active(new: NewEvent) -> event::ActiveModel {
+    event::ActiveModel {
         id: sea_orm::NotSet,
         event_id: sea_orm::Set(new.event_id),
         tenant_id: sea_orm::Set(new.tenant_id),
@@ -46,10 +53,7 @@ pub async fn insert_event<C: ConnectionTrait>(connection: &C, new: NewEvent) -> 
         occurred_at: sea_orm::Set(new.occurred_at),
         payload: sea_orm::Set(new.payload),
         position: sea_orm::Set(None),
-    })
-    .exec_without_returning(connection)
-    .await?;
-    Ok(())
+    }
 }
 
 /// Writes the event of a change into the outbox, within `connection`'s transaction, its
@@ -63,6 +67,23 @@ pub async fn record<C: ConnectionTrait>(
     at: DateTime<Utc>,
     payload: pb::event::Payload,
 ) -> Result<(), DbErr> {
+    insert_event(
+        connection,
+        new_event(key, tenant, conversation, actor, at, payload)?,
+    )
+    .await
+}
+
+/// The outbox row of a change's event: a new event id, the encoded event, its payload sealed
+/// with `key` when given (encryption at rest).
+pub fn new_event(
+    key: Option<&messaging_platform::crypto::DataKey>,
+    tenant: &str,
+    conversation: Uuid,
+    actor: &str,
+    at: DateTime<Utc>,
+    payload: pb::event::Payload,
+) -> Result<NewEvent, DbErr> {
     let event_id = Uuid::now_v7();
     let event = pb::Event {
         event_id: event_id.to_string(),
@@ -78,19 +99,30 @@ pub async fn record<C: ConnectionTrait>(
         payload = super::seal_payload(key, tenant, conversation, event_id, &payload)
             .map_err(|error| DbErr::Custom(format!("sealing an event failed: {error}")))?;
     }
-    insert_event(
-        connection,
-        NewEvent {
-            event_id,
-            tenant_id: tenant.to_owned(),
-            conversation_id: conversation,
-            actor_id: actor.to_owned(),
-            kind,
-            occurred_at: at,
-            payload,
-        },
-    )
-    .await
+    Ok(NewEvent {
+        event_id,
+        tenant_id: tenant.to_owned(),
+        conversation_id: conversation,
+        actor_id: actor.to_owned(),
+        kind,
+        occurred_at: at,
+        payload,
+    })
+}
+
+/// Writes events into the outbox in their order, in the caller's transaction, a few hundred
+/// rows a statement.
+pub async fn insert_events<C: ConnectionTrait>(
+    connection: &C,
+    events: Vec<NewEvent>,
+) -> Result<(), DbErr> {
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        event::Entity::insert_many(events.by_ref().take(200).map(active))
+            .exec_without_returning(connection)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The relay's state: last position handed out, and how far events were pruned.

@@ -1,8 +1,9 @@
 //! [`MessageStore`] on SQL: messages, thread counters, mentions and revisions, each write in
 //! one transaction with its event.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Utc};
-use messaging_platform::crypto::SearchKey;
 use messaging_platform::db::begin_write;
 use messaging_platform::time::now;
 use messaging_platform::{TenantId, UserId};
@@ -89,27 +90,35 @@ impl MessageStore for SqlStore {
         } else {
             fingerprint.to_owned()
         };
-        // Insert first, and let the unique index on (tenant, conversation, sender, request id)
-        // tell a retry: a look-up before every insert would cost a statement per send, and its
-        // plan would depend on the planner's statistics (without them PostgreSQL may filter
-        // every earlier message of the conversation). A retry rolls its transaction back, so
-        // the sequence it took is given back and sequences stay dense.
-        match self
-            .insert(tenant, sender, new, &fingerprint, &search_key)
-            .await
-        {
-            Ok((message, rendered)) => {
-                self.bus.committed();
-                Ok(Sent::New { message, rendered })
-            }
-            // The request id is taken: a retry, or a concurrent one that committed first. The
-            // stored message answers it, whatever refused this insert (the unique index, or a
-            // change since the first send, such as its attachments now being sent).
-            Err(error) => match self.retried(tenant, sender, new, &fingerprint).await? {
-                Some(retried) => Ok(retried),
-                None => Err(error),
-            },
+        let entries = index_entries(&search_key, new.content.as_ref(), &new.search_tokens);
+        // Sends with attachments link them in a transaction of their own.
+        if !self.sends.groups() || !new.attachments.is_empty() {
+            return self
+                .send_one(tenant, sender, new, &fingerprint, entries)
+                .await;
         }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = super::batch::Pending {
+            tenant: tenant.to_owned(),
+            sender: sender.to_owned(),
+            new: new.clone(),
+            fingerprint,
+            entries,
+            reply,
+        };
+        if let Err(pending) = self.sends.submit(self, pending).await {
+            // No writer (the runtime that ran them ended): write it here.
+            return self
+                .send_one(tenant, sender, new, &pending.fingerprint, pending.entries)
+                .await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Rejected(
+                messaging_platform::ApiError::Unavailable(
+                    "the service is stopping; retry the send with its request id".to_owned(),
+                ),
+            ))
+        })
     }
 
     async fn edit(
@@ -227,7 +236,7 @@ impl MessageStore for SqlStore {
 
 impl SqlStore {
     /// The message `sender` sent before with `new`'s request id, if any.
-    async fn retried(
+    pub(super) async fn retried(
         &self,
         tenant: &str,
         sender: &str,
@@ -255,6 +264,36 @@ impl SqlStore {
         }))
     }
 
+    /// Writes one send in a transaction of its own: the path of sends with attachments, and of
+    /// those a batch could not settle (see `super::batch`).
+    pub(super) async fn send_one(
+        &self,
+        tenant: &str,
+        sender: &str,
+        new: &NewMessage,
+        fingerprint: &str,
+        entries: Vec<(Vec<u8>, i64)>,
+    ) -> StoreResult<Sent> {
+        // Insert first, and let the unique index on (tenant, conversation, sender, request id)
+        // tell a retry: a look-up before every insert would cost a statement per send, and its
+        // plan would depend on the planner's statistics (without them PostgreSQL may filter
+        // every earlier message of the conversation). A retry rolls its transaction back, so
+        // the sequence it took is given back and sequences stay dense.
+        match self.insert(tenant, sender, new, fingerprint, entries).await {
+            Ok((message, rendered)) => {
+                self.bus.committed();
+                Ok(Sent::New { message, rendered })
+            }
+            // The request id is taken: a retry, or a concurrent one that committed first. The
+            // stored message answers it, whatever refused this insert (the unique index, or a
+            // change since the first send, such as its attachments now being sent).
+            Err(error) => match self.retried(tenant, sender, new, fingerprint).await? {
+                Some(retried) => Ok(retried),
+                None => Err(error),
+            },
+        }
+    }
+
     /// The send transaction. Work that needs no position (index entries, the parent's thread)
     /// comes before the sequence row is locked, so concurrent senders wait for each other as
     /// briefly as possible.
@@ -264,12 +303,11 @@ impl SqlStore {
         sender: &str,
         new: &NewMessage,
         fingerprint: &str,
-        search_key: &SearchKey,
+        entries: Vec<(Vec<u8>, i64)>,
     ) -> StoreResult<(Message, Rendered)> {
         let transaction = begin_write(&self.db).await?;
         let key = self.keys.current(&transaction, tenant).await?;
         let id = Uuid::now_v7();
-        let entries = index_entries(search_key, new.content.as_ref(), &new.search_tokens);
         insert_search_entries(&transaction, tenant, new.conversation, id, entries).await?;
         let root = match new.parent {
             Some(parent) => {
@@ -280,7 +318,7 @@ impl SqlStore {
         let sequence = next_sequence(&transaction, tenant, new.conversation).await?;
         let at = now();
         if let Some(root) = root {
-            count_reply(&transaction, tenant, new.conversation, root, Some(at)).await?;
+            count_replies(&transaction, tenant, new.conversation, root, 1, at).await?;
         }
         let attachments = super::attachments::link(
             &self.keys,
@@ -401,7 +439,7 @@ pub(super) async fn tombstone<C: ConnectionTrait>(
         )
         .await?;
         if let Some(root) = tombstone.parent_id {
-            count_reply(connection, &tenant, tombstone.conversation_id, root, None).await?;
+            uncount_reply(connection, &tenant, tombstone.conversation_id, root).await?;
         }
         detached
     };
@@ -467,32 +505,50 @@ async fn thread_root<C: ConnectionTrait>(
     Ok(root.unwrap_or(id))
 }
 
-/// Counts a reply on a thread root (`Some(at)`: a new reply at `at`) or takes one back
-/// (`None`), in one statement.
-async fn count_reply<C: ConnectionTrait>(
+/// Counts `count` new replies at `at` on a thread root, in one statement.
+pub(super) async fn count_replies<C: ConnectionTrait>(
     connection: &C,
     tenant: &str,
     conversation: Uuid,
     root: Uuid,
-    replied_at: Option<DateTime<Utc>>,
+    count: i32,
+    at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let count = Expr::col(message::Column::ReplyCount);
-    let mut update = message::Entity::update_many()
+    let updated = message::Entity::update_many()
         .filter(message::Column::TenantId.eq(tenant))
         .filter(message::Column::ConversationId.eq(conversation))
-        .filter(message::Column::Id.eq(root));
-    update = match replied_at {
-        Some(at) => update
-            .col_expr(message::Column::ReplyCount, count.add(1))
-            .col_expr(message::Column::LastReplyAt, Expr::value(at)),
-        None => update
-            .filter(message::Column::ReplyCount.gt(0))
-            .col_expr(message::Column::ReplyCount, count.sub(1)),
-    };
-    let updated = update.exec(connection).await?;
-    if replied_at.is_some() && updated.rows_affected == 0 {
+        .filter(message::Column::Id.eq(root))
+        .col_expr(
+            message::Column::ReplyCount,
+            Expr::col(message::Column::ReplyCount).add(count),
+        )
+        .col_expr(message::Column::LastReplyAt, Expr::value(at))
+        .exec(connection)
+        .await?;
+    if updated.rows_affected == 0 {
         return Err(StoreError::UnknownParent);
     }
+    Ok(())
+}
+
+/// Takes back a deleted reply's count on its thread root, in one statement.
+async fn uncount_reply<C: ConnectionTrait>(
+    connection: &C,
+    tenant: &str,
+    conversation: Uuid,
+    root: Uuid,
+) -> StoreResult<()> {
+    message::Entity::update_many()
+        .filter(message::Column::TenantId.eq(tenant))
+        .filter(message::Column::ConversationId.eq(conversation))
+        .filter(message::Column::Id.eq(root))
+        .filter(message::Column::ReplyCount.gt(0))
+        .col_expr(
+            message::Column::ReplyCount,
+            Expr::col(message::Column::ReplyCount).sub(1),
+        )
+        .exec(connection)
+        .await?;
     Ok(())
 }
 
@@ -502,31 +558,65 @@ async fn next_sequence<C: ConnectionTrait>(
     connection: &C,
     tenant: &str,
     conversation: Uuid,
-) -> Result<i64, DbErr> {
-    let last = Alias::new("last_sequence");
-    let statement = Query::insert()
+) -> StoreResult<i64> {
+    let lasts =
+        advance_sequences(connection, &BTreeMap::from([((tenant, conversation), 1)])).await?;
+    lasts
+        .get(&(tenant.to_owned(), conversation))
+        .copied()
+        .ok_or_else(|| StoreError::Corrupt("no sequence returned".to_owned()))
+}
+
+/// Advances each conversation's sequence by its count in one statement, returning the last
+/// sequence each now has (its sends take the numbers up to it). The rows stay locked until the
+/// transaction ends, taken in the map's order by every caller.
+pub(super) async fn advance_sequences<C: ConnectionTrait>(
+    connection: &C,
+    counts: &BTreeMap<(&str, Uuid), i64>,
+) -> StoreResult<HashMap<(String, Uuid), i64>> {
+    let mut statement = Query::insert()
         .into_table(sequence::Entity)
         .columns([
             sequence::Column::TenantId,
             sequence::Column::ConversationId,
             sequence::Column::LastSequence,
         ])
-        .values_panic([tenant.into(), conversation.into(), 1_i64.into()])
+        .to_owned();
+    for ((tenant, conversation), count) in counts {
+        statement.values_panic([(*tenant).into(), (*conversation).into(), (*count).into()]);
+    }
+    statement
         .on_conflict(
             OnConflict::columns([sequence::Column::TenantId, sequence::Column::ConversationId])
                 .value(
                     sequence::Column::LastSequence,
-                    Expr::col((Alias::new("conversation_sequences"), last.clone())).add(1),
+                    Expr::col((
+                        Alias::new("conversation_sequences"),
+                        sequence::Column::LastSequence,
+                    ))
+                    .add(Expr::col((
+                        Alias::new("excluded"),
+                        sequence::Column::LastSequence,
+                    ))),
                 )
                 .to_owned(),
         )
-        .returning_col(sequence::Column::LastSequence)
-        .to_owned();
-    let row = connection
-        .query_one(&statement)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("no sequence returned".to_owned()))?;
-    row.try_get("", "last_sequence")
+        .returning(Query::returning().columns([
+            sequence::Column::TenantId,
+            sequence::Column::ConversationId,
+            sequence::Column::LastSequence,
+        ]));
+    let mut lasts = HashMap::with_capacity(counts.len());
+    for row in connection.query_all(&statement).await? {
+        lasts.insert(
+            (
+                row.try_get::<String>("", "tenant_id")?,
+                row.try_get::<Uuid>("", "conversation_id")?,
+            ),
+            row.try_get::<i64>("", "last_sequence")?,
+        );
+    }
+    Ok(lasts)
 }
 
 /// Records the users `message` mentions.

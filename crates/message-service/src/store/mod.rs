@@ -9,6 +9,7 @@
 //! within its own transaction.
 
 mod attachments;
+mod batch;
 pub mod compliance;
 pub mod entity;
 pub mod keys;
@@ -397,6 +398,7 @@ pub struct SqlStore {
     keys: Keyring,
     bus: EventBus,
     sweeps: std::sync::Arc<tokio::sync::Notify>,
+    sends: std::sync::Arc<batch::SendQueue>,
 }
 
 impl SqlStore {
@@ -408,6 +410,27 @@ impl SqlStore {
             keys,
             bus,
             sweeps: std::sync::Arc::default(),
+            sends: std::sync::Arc::new(batch::SendQueue::new(
+                crate::config::WriteSettings::default(),
+            )),
+        }
+    }
+
+    /// The store with sends grouped as `settings` says.
+    pub fn with_writes(mut self, settings: crate::config::WriteSettings) -> Self {
+        self.sends = std::sync::Arc::new(batch::SendQueue::new(settings));
+        self
+    }
+
+    /// A copy for a writer task: its own queue is never started, so the writers end when the
+    /// last store that hands them sends is dropped.
+    fn detached(&self) -> Self {
+        Self {
+            sends: std::sync::Arc::new(batch::SendQueue::new(crate::config::WriteSettings {
+                writers: 1,
+                max_batch: 1,
+            })),
+            ..self.clone()
         }
     }
 

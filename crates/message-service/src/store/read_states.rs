@@ -279,13 +279,26 @@ pub(super) async fn raise_read_state<C: ConnectionTrait>(
     sequence: i64,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let row = read_state::Model {
-        tenant_id: tenant.to_owned(),
-        conversation_id: conversation,
-        user_id: user.to_owned(),
-        last_read_sequence: sequence,
-        updated_at: at,
-    };
+    raise_read_states(
+        connection,
+        vec![read_state::Model {
+            tenant_id: tenant.to_owned(),
+            conversation_id: conversation,
+            user_id: user.to_owned(),
+            last_read_sequence: sequence,
+            updated_at: at,
+        }],
+    )
+    .await
+}
+
+/// Moves each row's watermark forward to its sequence, a few hundred rows a statement (an
+/// upsert that keeps the higher of the two). The rows name distinct users of conversations;
+/// given in one order by every caller, concurrent transactions lock them in that order.
+pub(super) async fn raise_read_states<C: ConnectionTrait>(
+    connection: &C,
+    rows: Vec<read_state::Model>,
+) -> Result<(), DbErr> {
     let current = || Expr::col((read_state::Entity, read_state::Column::LastReadSequence));
     let proposed = || Expr::col((Alias::new("excluded"), read_state::Column::LastReadSequence));
     let higher = |column: read_state::Column| {
@@ -295,24 +308,27 @@ pub(super) async fn raise_read_state<C: ConnectionTrait>(
         )
         .finally(Expr::col((read_state::Entity, column)))
     };
-    read_state::Entity::insert(read_state::ActiveModel::from(row))
-        .on_conflict(
-            OnConflict::columns([
-                read_state::Column::TenantId,
-                read_state::Column::ConversationId,
-                read_state::Column::UserId,
-            ])
-            .value(
-                read_state::Column::LastReadSequence,
-                higher(read_state::Column::LastReadSequence),
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        read_state::Entity::insert_many(rows.by_ref().take(500).map(read_state::ActiveModel::from))
+            .on_conflict(
+                OnConflict::columns([
+                    read_state::Column::TenantId,
+                    read_state::Column::ConversationId,
+                    read_state::Column::UserId,
+                ])
+                .value(
+                    read_state::Column::LastReadSequence,
+                    higher(read_state::Column::LastReadSequence),
+                )
+                .value(
+                    read_state::Column::UpdatedAt,
+                    higher(read_state::Column::UpdatedAt),
+                )
+                .to_owned(),
             )
-            .value(
-                read_state::Column::UpdatedAt,
-                higher(read_state::Column::UpdatedAt),
-            )
-            .to_owned(),
-        )
-        .exec_without_returning(connection)
-        .await?;
+            .exec_without_returning(connection)
+            .await?;
+    }
     Ok(())
 }

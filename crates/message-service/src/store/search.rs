@@ -133,20 +133,46 @@ pub(crate) async fn insert_search_entries<C: ConnectionTrait>(
     message_id: Uuid,
     entries: Vec<(Vec<u8>, i64)>,
 ) -> Result<(), DbErr> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    search_token::Entity::insert_many(entries.into_iter().map(|(token, weight)| {
-        search_token::ActiveModel::from(search_token::Model {
+    insert_search_rows(
+        connection,
+        search_rows(tenant, conversation, message_id, entries),
+    )
+    .await
+}
+
+/// The index rows of a message's entries.
+pub(crate) fn search_rows(
+    tenant: &str,
+    conversation: Uuid,
+    message_id: Uuid,
+    entries: Vec<(Vec<u8>, i64)>,
+) -> impl Iterator<Item = search_token::Model> {
+    entries
+        .into_iter()
+        .map(move |(token, weight)| search_token::Model {
             tenant_id: tenant.to_owned(),
             token,
             conversation_id: conversation,
             message_id,
             weight,
         })
-    }))
-    .exec_without_returning(connection)
-    .await?;
+}
+
+/// Adds index rows of messages that have none yet, a thousand rows a statement.
+pub(crate) async fn insert_search_rows<C: ConnectionTrait>(
+    connection: &C,
+    rows: impl IntoIterator<Item = search_token::Model>,
+) -> Result<(), DbErr> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        search_token::Entity::insert_many(
+            rows.by_ref()
+                .take(1000)
+                .map(search_token::ActiveModel::from),
+        )
+        .exec_without_returning(connection)
+        .await?;
+    }
     Ok(())
 }
 

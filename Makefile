@@ -30,11 +30,14 @@ test:
 soak:
 	MESSAGING_SOAK_ROUNDS=$${MESSAGING_SOAK_ROUNDS:-20} $(CARGO) test -p messaging-e2e --test stream_completeness -- --nocapture
 
-## Load generator over real gRPC with same-run baselines; PostgreSQL and NATS when reachable.
-## Results: the table, target/bench/results.json, latency.svg and history.svg.
+## Load generator over real gRPC with same-run baselines; PostgreSQL and NATS when reachable,
+## then send on the embedded default (SQLite) with its own floors.
+## Results: the table, target/bench/results.json, latency.svg and history.svg (embedded:
+## target/bench/embedded/).
 bench:
 	$(CARGO) build --release -p message-service --bins
 	$(CARGO) run --release -p messaging-bench -- --profile quick
+	$(CARGO) run --release -p messaging-bench -- --profile quick --embedded --scenarios floors,send --out target/bench/embedded
 
 bench-full:
 	$(CARGO) build --release -p message-service --bins

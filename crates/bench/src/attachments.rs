@@ -14,7 +14,7 @@ use sha2::Digest as _;
 
 use crate::report::{Measurement, Report};
 use crate::setup::Deployment;
-use crate::streams::{resident_bytes, spawn_message_service};
+use crate::streams::resident_bytes;
 
 const MIB: usize = 1024 * 1024;
 const FILE: usize = 10 * MIB;
@@ -235,7 +235,7 @@ pub async fn attachments(
 /// Uploads 1 GiB to a message-service process of its own and samples its resident memory.
 async fn one_gib_upload(deployment: &Deployment) -> anyhow::Result<String> {
     const SIZE: usize = 1024 * MIB;
-    let process = spawn_message_service(deployment, &[]).await?;
+    let process = deployment.spawn_message_service(&[]).await?;
     let pid = process.pid;
     let conversation = deployment
         .create_groups("gia", &["bob"], 1)

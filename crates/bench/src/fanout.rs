@@ -9,6 +9,9 @@ use messaging_proto::message::v1 as pb;
 use crate::report::Measurement;
 use crate::setup::Deployment;
 
+/// Subscribe streams per connection.
+const SUBSCRIBERS_PER_CONNECTION: usize = 100;
+
 /// `subscribers` users subscribe to one conversation; one sender sends `rate` messages a
 /// second for `duration`. Latency runs from SendMessage's reply to the event's arrival at each
 /// subscriber (an event that arrives before the reply counts as 1 µs); every event that has not
@@ -33,8 +36,13 @@ pub(crate) async fn fanout(
     // Each subscriber reads from the start (a reader that starts late is a slow consumer, which
     // the server ends) and notes when each message arrived.
     let mut receivers = Vec::with_capacity(subscribers);
-    for member in &members {
-        let mut client = deployment.message_client(member);
+    // Subscribers share connections, a hundred each (as devices behind an edge proxy would).
+    let channels = deployment
+        .message_channels(subscribers.div_ceil(SUBSCRIBERS_PER_CONNECTION))
+        .await?;
+    for (index, member) in members.iter().enumerate() {
+        let mut client = deployment
+            .message_client_on(channels[index / SUBSCRIBERS_PER_CONNECTION].clone(), member);
         let mut stream = client
             .subscribe(pb::SubscribeRequest {
                 resume_position: String::new(),

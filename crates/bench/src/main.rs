@@ -3,8 +3,10 @@
 //! server at the same concurrency) and the database floor (single-row INSERTs, each in its own
 //! transaction, through a pool configured like the service's, at the same concurrency).
 //!
-//! The services run in this process on `127.0.0.1:0`, on PostgreSQL (and NATS) when reachable,
-//! else on the embedded SQLite default. Results go to the terminal, `<out>/results.json` and
+//! message-service runs as deployed: the release binary in a process of its own, driven over one
+//! connection per simulated client; conversation-service (asked for permissions, cached) runs
+//! in this process. Both use PostgreSQL (and NATS) when reachable, else the embedded SQLite
+//! default. Results go to the terminal, `<out>/results.json` and
 //! `<out>/latency.svg`.
 
 mod attachments;
@@ -143,6 +145,11 @@ where
     )
 }
 
+/// The connection of request `index`: the requests in flight spread over the connections.
+fn pick(index: u64, connections: usize) -> usize {
+    usize::try_from(index % connections.max(1) as u64).unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -156,17 +163,21 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new(&cli.profile, &deployment.description, cli.concurrency);
     let wants = |name: &str| cli.scenarios.iter().any(|scenario| scenario == name);
 
+    // One connection per simulated client, as separate clients would have.
+    let channels = deployment.message_channels(cli.concurrency).await?;
     if wants("floors") || wants("send") {
         // The gRPC floor: a trivial unary call on the same server.
-        let health =
-            tonic_health::pb::health_client::HealthClient::new(deployment.message_channel.clone());
+        let health: Vec<_> = channels
+            .iter()
+            .map(|channel| tonic_health::pb::health_client::HealthClient::new(channel.clone()))
+            .collect();
         report.push(
             load(
                 "grpc floor (health check)",
                 cli.concurrency,
                 phase,
-                move |_| {
-                    let mut health = health.clone();
+                move |index| {
+                    let mut health = health[pick(index, health.len())].clone();
                     async move {
                         health
                             .check(tonic_health::pb::HealthCheckRequest {
@@ -226,7 +237,10 @@ async fn main() -> anyhow::Result<()> {
                 .create_groups("alice", &["bob"], conversations)
                 .await?;
             deployment.analyze().await?;
-            let client = deployment.message_client("alice");
+            let clients: Vec<_> = channels
+                .iter()
+                .map(|channel| deployment.message_client_on(channel.clone(), "alice"))
+                .collect();
             report.push(
                 load(
                     &format!(
@@ -236,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
                     cli.concurrency,
                     phase,
                     move |index| {
-                        let mut client = client.clone();
+                        let mut client = clients[pick(index, clients.len())].clone();
                         let conversation_id =
                             ids[usize::try_from(index).unwrap_or(0) % ids.len()].clone();
                         async move {

@@ -1,8 +1,9 @@
-//! Starts both services in this process on `127.0.0.1:0`: on PostgreSQL (a fresh schema per
-//! service, dropped at the end) with NATS when both are reachable, else on SQLite files in a
-//! temporary folder. Hands out authenticated clients.
+//! Starts both services on `127.0.0.1`: conversation-service in this process, message-service
+//! as its release binary in a process of its own; on PostgreSQL (a fresh schema per service,
+//! dropped at the end) with NATS when both are reachable, else on SQLite files in a temporary
+//! folder. Hands out authenticated clients.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use messaging_platform::auth::{AuthSettings, TokenIssuer};
 use messaging_platform::config::{DatabaseSettings, LogFormat, Mode, Secret, TelemetrySettings};
@@ -17,12 +18,159 @@ pub const TENANT: &str = "bench";
 
 pub use messaging_platform::auth::Bearer;
 
+/// A message-service process: the release binary built next to this one, as deployed.
+pub struct ServiceProcess {
+    /// The process (killed when dropped).
+    pub child: tokio::process::Child,
+    /// Its pid.
+    pub pid: u32,
+    /// A channel to it.
+    pub channel: Channel,
+    /// Its URL.
+    pub url: String,
+}
+
+/// Starts a [`ServiceProcess`] with `settings` (everything the bench sets, as environment)
+/// plus `extra` environment.
+pub async fn spawn_message_service(
+    settings: &message_service::admin::Settings,
+    extra: &[(&str, String)],
+) -> anyhow::Result<ServiceProcess> {
+    let binary = std::env::current_exe()?.with_file_name("message-service");
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: `cargo build --release -p message-service` (make bench does)",
+        binary.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let service = &settings.message_service;
+    let mut command = tokio::process::Command::new(&binary);
+    command
+        .kill_on_drop(true)
+        .env("MESSAGING__TELEMETRY__LOG_FILTER", "error")
+        .env(
+            "MESSAGING__MESSAGE_SERVICE__LISTEN",
+            format!("127.0.0.1:{port}"),
+        )
+        .env(
+            "MESSAGING__MESSAGE_SERVICE__DATABASE__URL",
+            service.database.url.expose(),
+        )
+        .env(
+            "MESSAGING__MESSAGE_SERVICE__CONVERSATION_SERVICE_URL",
+            &service.conversation_service_url,
+        )
+        .env(
+            "MESSAGING__MESSAGE_SERVICE__ENCRYPTION__MASTER_KEY",
+            service
+                .encryption
+                .master_key
+                .as_ref()
+                .map(|key| key.expose().to_owned())
+                .unwrap_or_default(),
+        );
+    if let Some(schema) = &service.database.schema {
+        command.env("MESSAGING__MESSAGE_SERVICE__DATABASE__SCHEMA", schema);
+    }
+    if let Some(secret) = &settings.auth.hs256_secret {
+        command.env("MESSAGING__AUTH__HS256_SECRET", secret.expose());
+    }
+    command.env(
+        "MESSAGING__MESSAGE_SERVICE__ATTACHMENTS__STORE__PATH",
+        &service.attachments.store.path,
+    );
+    command.env(
+        "MESSAGING__MESSAGE_SERVICE__ATTACHMENTS__MAX_SIZE_BYTES",
+        service.attachments.max_size_bytes.to_string(),
+    );
+    let nats = &service.events.nats;
+    if !nats.url.is_empty() {
+        for (name, value) in [
+            ("URL", &nats.url),
+            ("STREAM", &nats.stream),
+            ("SUBJECT_PREFIX", &nats.subject_prefix),
+        ] {
+            command.env(
+                format!("MESSAGING__MESSAGE_SERVICE__EVENTS__NATS__{name}"),
+                value,
+            );
+        }
+    }
+    // Unlimited, as the bench measures throughput, which per-user quotas would cap.
+    let limits = &service.limits;
+    for (name, value) in [
+        ("STREAMS_PER_USER", limits.streams_per_user.to_string()),
+        ("STREAMS_PER_TENANT", limits.streams_per_tenant.to_string()),
+        (
+            "SEARCHES_PER_TENANT",
+            limits.searches_per_tenant.to_string(),
+        ),
+        (
+            "WRITES_PER_USER__PER_SECOND",
+            limits.writes_per_user.per_second.to_string(),
+        ),
+        (
+            "WRITES_PER_USER__BURST",
+            limits.writes_per_user.burst.to_string(),
+        ),
+        (
+            "WRITES_PER_TENANT__PER_SECOND",
+            limits.writes_per_tenant.per_second.to_string(),
+        ),
+        (
+            "WRITES_PER_TENANT__BURST",
+            limits.writes_per_tenant.burst.to_string(),
+        ),
+    ] {
+        command.env(format!("MESSAGING__MESSAGE_SERVICE__LIMITS__{name}"), value);
+    }
+    for (name, value) in [
+        ("WRITERS", service.writes.writers.to_string()),
+        ("MAX_BATCH", service.writes.max_batch.to_string()),
+    ] {
+        command.env(format!("MESSAGING__MESSAGE_SERVICE__WRITES__{name}"), value);
+    }
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let child = command.spawn()?;
+    let pid = child.id().ok_or_else(|| anyhow::anyhow!("no pid"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let channel = loop {
+        if let Ok(channel) = Channel::from_shared(url.clone())?.connect().await {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            if health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok()
+            {
+                break channel;
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "message-service did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    Ok(ServiceProcess {
+        child,
+        pid,
+        channel,
+        url,
+    })
+}
+
 /// A running deployment.
 pub struct Deployment {
     /// What it runs on, for the report.
     pub description: String,
     /// A channel to message-service.
     pub message_channel: Channel,
+    /// message-service's process.
+    message_process: ServiceProcess,
     conversation_channel: Channel,
     message_database: DatabaseSettings,
     conversation_database: DatabaseSettings,
@@ -171,22 +319,18 @@ impl Deployment {
                 ..Default::default()
             };
         }
-        let message_settings_copy = message_settings.clone();
-        let (_, message_channel, stop_messages) = serve(move |listener, shutdown| {
-            message_service::run(message_settings, listener, async move {
-                let _ = shutdown.await;
-            })
-        })
-        .await?;
+        // message-service runs as deployed: the release binary, in its own process.
+        let message_process = spawn_message_service(&message_settings, &[]).await?;
         Ok(Self {
             description,
-            message_channel,
+            message_channel: message_process.channel.clone(),
+            message_process,
             conversation_channel,
             message_database,
             conversation_database,
             issuer: TokenIssuer::from_settings(&auth)?,
-            message_settings: message_settings_copy,
-            shutdown: vec![stop_messages, stop_conversations],
+            message_settings,
+            shutdown: vec![stop_conversations],
             schemas: postgres
                 .as_ref()
                 .map(|_| {
@@ -315,6 +459,27 @@ impl Deployment {
         )
         .await?;
         Ok((db, keys))
+    }
+
+    /// `count` connections to message-service, one per simulated client.
+    pub async fn message_channels(&self, count: usize) -> anyhow::Result<Vec<Channel>> {
+        let mut channels = Vec::with_capacity(count);
+        for _ in 0..count {
+            channels.push(
+                Channel::from_shared(self.message_process.url.clone())?
+                    .connect()
+                    .await?,
+            );
+        }
+        Ok(channels)
+    }
+
+    /// Starts another message-service process on this deployment's databases.
+    pub async fn spawn_message_service(
+        &self,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<ServiceProcess> {
+        spawn_message_service(&self.message_settings, extra).await
     }
 
     /// A MessageService client acting as `user` on another channel.

@@ -12,7 +12,11 @@ use tonic::Code;
 mod common;
 use common::*;
 
-backend_tests!(reactions_follow_the_rules, read_state_and_unread_counts,);
+backend_tests!(
+    reactions_follow_the_rules,
+    read_state_and_unread_counts,
+    concurrent_mark_reads_of_one_user,
+);
 
 async fn reactions_follow_the_rules(backend: Backend) {
     let harness = MessagingHarness::start(backend).await;
@@ -266,4 +270,68 @@ async fn read_state_and_unread_counts(backend: Backend) {
     let mut expected = vec![(id.clone(), 0), (other, 1)];
     expected.sort();
     assert_eq!(all, expected);
+}
+
+/// 32 MarkRead calls of one user at once, the first ones racing to create the read state: none
+/// fails, the watermark ends at the latest message, and the moves (one event each) only go
+/// forward.
+async fn concurrent_mark_reads_of_one_user(backend: Backend) {
+    let harness = MessagingHarness::start(backend).await;
+    let id = team(&harness).await;
+    let (mut alice, bob, mut mia) = (
+        harness.client(TENANT, "alice"),
+        harness.client(TENANT, "bob"),
+        harness.client(TENANT, "mia"),
+    );
+    for index in 0..10 {
+        send(&mut alice, text(&id, &format!("message {index}"))).await;
+    }
+    let mut events = messaging_e2e::subscribe(&mut mia, "").await;
+    let calls = (0..32).map(|index| {
+        let mut bob = bob.clone();
+        let request = pb::MarkReadRequest {
+            conversation_id: id.clone(),
+            up_to_sequence: index % 12 + 1,
+        };
+        async move { bob.mark_read(request).await }
+    });
+    for answer in futures::future::join_all(calls).await {
+        let state = answer.expect("every MarkRead succeeds").into_inner();
+        let sequence = state.read_state.expect("state").last_read_sequence;
+        assert!((1..=10).contains(&sequence), "{sequence}");
+    }
+    let mut moves = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while moves.last() != Some(&10) {
+            let response = events.message().await.expect("stream").expect("open");
+            if let Some(pb::subscribe_response::Item::Event(event)) = response.item
+                && let Some(pb::event::Payload::ReadStateMoved(moved)) = event.payload
+            {
+                let state = moved.read_state.expect("state");
+                assert_eq!(state.user_id, "bob");
+                moves.push(state.last_read_sequence);
+            }
+        }
+    })
+    .await
+    .expect("the move to 10 arrives");
+    assert!(
+        moves.windows(2).all(|pair| pair[0] < pair[1]),
+        "moves only go forward: {moves:?}"
+    );
+    let states = bob
+        .clone()
+        .get_read_state(pb::GetReadStateRequest {
+            conversation_id: id.clone(),
+        })
+        .await
+        .expect("read state")
+        .into_inner();
+    let bobs: Vec<i64> = states
+        .read_states
+        .iter()
+        .filter(|state| state.user_id == "bob")
+        .map(|state| state.last_read_sequence)
+        .collect();
+    assert_eq!(bobs, vec![10]);
 }

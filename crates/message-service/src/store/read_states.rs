@@ -9,8 +9,8 @@ use messaging_platform::time::now;
 use messaging_platform::{TenantId, UserId};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder,
 };
 use uuid::Uuid;
 
@@ -34,22 +34,29 @@ impl ReadStateStore for SqlStore {
         let user = user.as_str();
         let transaction = begin_write(&self.db).await?;
         let last = last_sequence(&transaction, tenant, conversation).await?;
-        let before = read_state(&transaction, tenant, conversation, user)
-            .await?
-            .map_or(0, |state| state.last_read_sequence);
+        let target = std::cmp::min(up_to, last);
         let at = now();
-        let state = read_state_from_row(
-            advance_read_state(
-                &transaction,
-                tenant,
+        let moved = raise_watermark(&transaction, tenant, conversation, user, target, at).await?;
+        let state = if moved {
+            ReadState {
                 conversation,
-                user,
-                std::cmp::min(up_to, last),
-                at,
-            )
-            .await?,
-        );
-        let moved = state.last_read_sequence > before;
+                user: user.to_owned(),
+                last_read_sequence: target,
+                updated_at: at,
+            }
+        } else {
+            read_state(&transaction, tenant, conversation, user)
+                .await?
+                .map_or_else(
+                    || ReadState {
+                        conversation,
+                        user: user.to_owned(),
+                        last_read_sequence: 0,
+                        updated_at: at,
+                    },
+                    read_state_from_row,
+                )
+        };
         if moved {
             let event = MessageEvent::ReadStateMoved(&state);
             self.record(&transaction, None, tenant, user, at, event)
@@ -115,37 +122,45 @@ async fn read_state<C: ConnectionTrait>(
         .await
 }
 
-/// Moves a user's watermark to `sequence` if that is forward; returns the state after.
-async fn advance_read_state<C: ConnectionTrait>(
+/// Moves a user's watermark forward to `sequence`; true when this call moved it. Race-free
+/// without a read first: an UPDATE that only raises, else an INSERT that does nothing on a row
+/// that exists (a concurrent first MarkRead of the same user may have inserted it meanwhile;
+/// then the UPDATE is tried once more). A watermark of 0 is recorded but is no move.
+async fn raise_watermark<C: ConnectionTrait>(
     connection: &C,
     tenant: &str,
     conversation: Uuid,
     user: &str,
     sequence: i64,
     at: DateTime<Utc>,
-) -> Result<ReadStateRow, DbErr> {
-    match read_state(connection, tenant, conversation, user).await? {
-        Some(current) if current.last_read_sequence >= sequence => Ok(current),
-        Some(current) => {
-            let mut active = read_state::ActiveModel::from(current);
-            active.last_read_sequence = sea_orm::Set(sequence);
-            active.updated_at = sea_orm::Set(at);
-            active.update(connection).await
-        }
-        None => {
-            let row = ReadStateRow {
-                tenant_id: tenant.to_owned(),
-                conversation_id: conversation,
-                user_id: user.to_owned(),
-                last_read_sequence: sequence,
-                updated_at: at,
-            };
-            read_state::Entity::insert(read_state::ActiveModel::from(row.clone()))
-                .exec_without_returning(connection)
-                .await?;
-            Ok(row)
-        }
+) -> Result<bool, DbErr> {
+    let raise = || {
+        read_state::Entity::update_many()
+            .col_expr(read_state::Column::LastReadSequence, Expr::value(sequence))
+            .col_expr(read_state::Column::UpdatedAt, Expr::value(at))
+            .filter(read_state::Column::TenantId.eq(tenant))
+            .filter(read_state::Column::ConversationId.eq(conversation))
+            .filter(read_state::Column::UserId.eq(user))
+            .filter(read_state::Column::LastReadSequence.lt(sequence))
+            .exec(connection)
+    };
+    if raise().await?.rows_affected > 0 {
+        return Ok(true);
     }
+    let inserted = read_state::Entity::insert(read_state::ActiveModel::from(ReadStateRow {
+        tenant_id: tenant.to_owned(),
+        conversation_id: conversation,
+        user_id: user.to_owned(),
+        last_read_sequence: sequence,
+        updated_at: at,
+    }))
+    .on_conflict_do_nothing()
+    .exec_without_returning(connection)
+    .await?;
+    if matches!(inserted, sea_orm::TryInsertResult::Inserted(rows) if rows > 0) {
+        return Ok(sequence > 0);
+    }
+    Ok(raise().await?.rows_affected > 0)
 }
 
 #[derive(Debug, FromQueryResult)]

@@ -30,6 +30,10 @@ pub(crate) async fn fanout(
     let id = deployment
         .create_large_group("fanout-sender", &members)
         .await?;
+    // Before anyone subscribes: the warm-up message is nobody's event.
+    deployment
+        .warm_up("fanout-sender", std::slice::from_ref(&id))
+        .await?;
     let progress = indicatif::ProgressBar::new(subscribers as u64);
     progress.set_prefix("fanout: subscribing");
     let expected = u64::from(rate) * duration.as_secs();

@@ -29,6 +29,7 @@ pub async fn growth(
             .create_groups("gina", &["bob"], CONVERSATIONS)
             .await?,
     );
+    deployment.warm_up("gina", &ids).await?;
     let client = deployment.message_client("gina");
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));

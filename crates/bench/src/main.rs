@@ -10,6 +10,7 @@
 //! `<out>/latency.svg`.
 
 mod attachments;
+mod chat;
 mod fanout;
 mod growth;
 mod history;
@@ -40,11 +41,11 @@ struct Cli {
     /// `quick` (under 5 minutes) or `full`.
     #[arg(long, default_value = "quick")]
     profile: String,
-    /// Scenarios to run, comma-separated: floors, growth, send, fanout, unread, history,
-    /// search, streams, attachments.
+    /// Scenarios to run, comma-separated: floors, growth, send, react, markread, fanout,
+    /// unread, history, search, streams, attachments.
     #[arg(
         long,
-        default_value = "floors,growth,send,fanout,unread,history,search,streams,attachments",
+        default_value = "floors,growth,send,react,markread,fanout,unread,history,search,streams,attachments",
         value_delimiter = ','
     )]
     scenarios: Vec<String>,
@@ -63,6 +64,13 @@ struct Cli {
     /// Use SQLite even when PostgreSQL is reachable.
     #[arg(long)]
     embedded: bool,
+    /// message-service's `writes.max_batch` (1: every send in a transaction of its own, the
+    /// write path before group commit).
+    #[arg(long, default_value_t = message_service::admin::WriteSettings::default().max_batch)]
+    max_batch: usize,
+    /// message-service's `writes.writers`.
+    #[arg(long, default_value_t = message_service::admin::WriteSettings::default().writers)]
+    writers: usize,
     /// Where results.json and latency.svg go.
     #[arg(long, default_value = "target/bench")]
     out: std::path::PathBuf,
@@ -158,7 +166,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Duration::from_secs(5)
     };
-    let deployment = Deployment::start(cli.embedded).await?;
+    let deployment = Deployment::start(
+        cli.embedded,
+        message_service::admin::WriteSettings {
+            writers: cli.writers,
+            max_batch: cli.max_batch,
+        },
+    )
+    .await?;
     println!("backend: {}", deployment.description);
     let mut report = Report::new(&cli.profile, &deployment.description, cli.concurrency);
     let wants = |name: &str| cli.scenarios.iter().any(|scenario| scenario == name);
@@ -236,6 +251,7 @@ async fn main() -> anyhow::Result<()> {
             let ids = deployment
                 .create_groups("alice", &["bob"], conversations)
                 .await?;
+            deployment.warm_up("alice", &ids).await?;
             deployment.analyze().await?;
             let clients: Vec<_> = channels
                 .iter()
@@ -268,6 +284,10 @@ async fn main() -> anyhow::Result<()> {
                 .await,
             );
         }
+    }
+
+    if wants("react") || wants("markread") {
+        chat::chat(&deployment, &mut report, &channels, phase, &wants).await?;
     }
 
     if wants("fanout") {

@@ -224,7 +224,10 @@ where
 
 impl Deployment {
     /// Starts both services.
-    pub async fn start(embedded: bool) -> anyhow::Result<Self> {
+    pub async fn start(
+        embedded: bool,
+        writes: message_service::admin::WriteSettings,
+    ) -> anyhow::Result<Self> {
         let folder = tempfile::tempdir()?;
         let postgres = if embedded {
             None
@@ -299,6 +302,7 @@ impl Deployment {
                 },
                 // The bench measures throughput, which the per-user write rate would cap.
                 limits: message_service::admin::LimitSettings::unlimited(),
+                writes,
                 attachments: message_service::admin::AttachmentSettings {
                     store: message_service::admin::StoreSettings {
                         path: folder.path().join("attachments"),
@@ -397,6 +401,37 @@ impl Deployment {
             );
         }
         Ok(ids)
+    }
+
+    /// Sends one message as `user` into each of `ids`, retrying each for up to a minute: until
+    /// message-service has taken in a new conversation's participants from the event flow, its
+    /// calls answer UNAVAILABLE, which is the warm-up's, not the measured phase's.
+    pub async fn warm_up(&self, user: &str, ids: &[String]) -> anyhow::Result<()> {
+        let mut client = self.message_client(user);
+        for id in ids {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let sent = client
+                    .send_message(messaging_proto::message::v1::SendMessageRequest {
+                        conversation_id: id.clone(),
+                        content: Some(
+                            messaging_proto::message::v1::send_message_request::Content::Text(
+                                "warm-up".to_owned(),
+                            ),
+                        ),
+                        ..Default::default()
+                    })
+                    .await;
+                match sent {
+                    Ok(_) => break,
+                    Err(status) if Instant::now() > deadline => {
+                        anyhow::bail!("warm-up send into {id} still fails: {status}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Creates one group owned by `owner` with `members` (any number, added 100 per call).

@@ -8,7 +8,7 @@
 
 pub use crate::app::RetentionDue;
 pub use crate::blobs::{AttachmentSettings, Blobs, StoreSettings};
-pub use crate::config::{ServiceSettings, Settings};
+pub use crate::config::{ServiceSettings, Settings, WriteSettings};
 pub use crate::events::NatsSettings;
 pub use crate::limits::LimitSettings;
 pub use crate::store::connect;

@@ -111,7 +111,7 @@ impl Default for ServiceSettings {
 pub struct WriteSettings {
     /// Transactions that may be in flight at once on PostgreSQL, each of its own
     /// conversations (a conversation's sends are always written by the same writer); default
-    /// 4. SQLite, one connection, always has one.
+    /// 2. Fewer writers make larger batches; SQLite, one connection, always has one.
     pub writers: usize,
     /// Most sends in one transaction; default 256. 1 turns grouping off.
     pub max_batch: usize,
@@ -120,7 +120,7 @@ pub struct WriteSettings {
 impl Default for WriteSettings {
     fn default() -> Self {
         Self {
-            writers: 4,
+            writers: 2,
             max_batch: 256,
         }
     }

@@ -125,6 +125,13 @@ pub async fn insert_events<C: ConnectionTrait>(
     Ok(())
 }
 
+/// One statement writing `events` into the outbox in their order (at least one), for a caller
+/// that sends it along with others; [`insert_events`] bounds the rows a statement holds.
+pub fn insert_events_statement(events: Vec<NewEvent>) -> sea_orm::sea_query::InsertStatement {
+    use sea_orm::QueryTrait as _;
+    event::Entity::insert_many(events.into_iter().map(active)).into_query()
+}
+
 /// The relay's state: last position handed out, and how far events were pruned.
 pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64), DbErr> {
     let state = event_relay::Entity::find_by_id(RELAY.to_owned())

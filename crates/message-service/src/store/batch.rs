@@ -28,12 +28,14 @@ use messaging_platform::ApiError;
 use messaging_platform::crypto::DataKey;
 use messaging_platform::db::begin_write;
 use messaging_platform::time::now;
-use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::sea_query::{
+    Alias, CommonTableExpression, InsertStatement, OnConflict, Query, WithClause,
+};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::entity::{mention, message, read_state};
+use super::entity::{mention, message, read_state, search_token};
 use super::rows::message_to_row;
 use super::search::{insert_search_rows, search_rows};
 use super::{Sent, SqlStore, StoreError, StoreResult};
@@ -373,18 +375,36 @@ impl SqlStore {
             written.push((index, message, rendered));
         }
 
+        let read: Vec<read_state::Model> = read
+            .into_iter()
+            .map(
+                |((tenant, conversation, user), sequence)| read_state::Model {
+                    tenant_id: tenant.to_owned(),
+                    conversation_id: conversation,
+                    user_id: user.to_owned(),
+                    last_read_sequence: sequence,
+                    updated_at: at,
+                },
+            )
+            .collect();
+        let rows = Rows {
+            messages: rows,
+            index: index_rows,
+            mentions,
+            read,
+            events,
+        };
         // The messages, each request id once: a taken one rolls the batch back.
-        let mut inserted: HashSet<Uuid> = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks(200) {
-            let mut statement =
-                message::Entity::insert_many(chunk.iter().cloned().map(message::ActiveModel::from))
-                    .on_conflict(OnConflict::new().do_nothing().to_owned())
-                    .into_query();
-            statement.returning(Query::returning().column(message::Column::Id));
-            for row in transaction.query_all(&statement).await? {
-                inserted.insert(row.try_get::<Uuid>("", "id")?);
-            }
-        }
+        let (inserted, rest) = if messaging_platform::db::is_postgres(&self.db)
+            && rows.parameters() <= MAX_PARAMETERS
+        {
+            (rows.write_together(&transaction).await?, None)
+        } else {
+            (
+                insert_messages(&transaction, &rows.messages).await?,
+                Some(rows),
+            )
+        };
         if inserted.len() < written.len() {
             transaction.rollback().await?;
             return Ok(Written::Taken(
@@ -395,35 +415,13 @@ impl SqlStore {
                     .collect(),
             ));
         }
+        if let Some(rows) = rest {
+            rows.write_apart(&transaction).await?;
+        }
         for ((tenant, conversation, root), count) in replies {
             super::messages::count_replies(&transaction, tenant, conversation, root, count, at)
                 .await?;
         }
-        insert_search_rows(&transaction, index_rows).await?;
-        let mut mentions = mentions.into_iter().peekable();
-        while mentions.peek().is_some() {
-            mention::Entity::insert_many(
-                mentions.by_ref().take(500).map(mention::ActiveModel::from),
-            )
-            .exec_without_returning(&transaction)
-            .await?;
-        }
-        super::read_states::raise_read_states(
-            &transaction,
-            read.into_iter()
-                .map(
-                    |((tenant, conversation, user), sequence)| read_state::Model {
-                        tenant_id: tenant.to_owned(),
-                        conversation_id: conversation,
-                        user_id: user.to_owned(),
-                        last_read_sequence: sequence,
-                        updated_at: at,
-                    },
-                )
-                .collect(),
-        )
-        .await?;
-        messaging_outbox::store::insert_events(&transaction, events).await?;
         transaction.commit().await?;
         self.bus.committed();
         outcomes.extend(
@@ -433,6 +431,118 @@ impl SqlStore {
         );
         Ok(Written::Committed(outcomes))
     }
+}
+
+/// Most bind parameters of the one statement a batch is written with on PostgreSQL (which
+/// takes 65,535); a batch with more (long texts have many index entries) takes a statement per
+/// table.
+const MAX_PARAMETERS: usize = 32_000;
+
+/// The rows of a batch.
+struct Rows {
+    messages: Vec<message::Model>,
+    index: Vec<search_token::Model>,
+    mentions: Vec<mention::Model>,
+    read: Vec<read_state::Model>,
+    events: Vec<messaging_outbox::store::NewEvent>,
+}
+
+impl Rows {
+    /// Bind parameters of the statement [`Rows::write_together`] sends (columns times rows).
+    fn parameters(&self) -> usize {
+        self.messages.len() * 24
+            + (self.index.len() + self.mentions.len() + self.read.len()) * 5
+            + self.events.len() * 9
+    }
+
+    /// Writes every row in one statement, one round trip (PostgreSQL: the inserts other than
+    /// the messages' are data-modifying `WITH` clauses of the messages' insert); returns the
+    /// ids of the messages inserted (a taken request id's is missing).
+    async fn write_together<C: ConnectionTrait>(
+        self,
+        connection: &C,
+    ) -> StoreResult<HashSet<Uuid>> {
+        let mut clauses: Vec<InsertStatement> = Vec::new();
+        if !self.index.is_empty() {
+            clauses.push(
+                search_token::Entity::insert_many(
+                    self.index.into_iter().map(search_token::ActiveModel::from),
+                )
+                .into_query(),
+            );
+        }
+        if !self.mentions.is_empty() {
+            clauses.push(
+                mention::Entity::insert_many(
+                    self.mentions.into_iter().map(mention::ActiveModel::from),
+                )
+                .into_query(),
+            );
+        }
+        if !self.read.is_empty() {
+            clauses.push(super::read_states::raise_read_states_statement(self.read));
+        }
+        if !self.events.is_empty() {
+            clauses.push(messaging_outbox::store::insert_events_statement(
+                self.events,
+            ));
+        }
+        let mut with = WithClause::new();
+        for (number, clause) in clauses.into_iter().enumerate() {
+            with.cte(
+                CommonTableExpression::new()
+                    .query(clause)
+                    .table_name(Alias::new(format!("write_{number}")))
+                    .to_owned(),
+            );
+        }
+        let statement = messages_statement(self.messages.into_iter()).with(with);
+        let mut inserted = HashSet::new();
+        for row in connection.query_all(&statement).await? {
+            inserted.insert(row.try_get::<Uuid>("", "id")?);
+        }
+        Ok(inserted)
+    }
+
+    /// Writes the rows other than the messages' a table at a time.
+    async fn write_apart<C: ConnectionTrait>(self, connection: &C) -> StoreResult<()> {
+        insert_search_rows(connection, self.index).await?;
+        let mut mentions = self.mentions.into_iter().peekable();
+        while mentions.peek().is_some() {
+            mention::Entity::insert_many(
+                mentions.by_ref().take(500).map(mention::ActiveModel::from),
+            )
+            .exec_without_returning(connection)
+            .await?;
+        }
+        super::read_states::raise_read_states(connection, self.read).await?;
+        messaging_outbox::store::insert_events(connection, self.events).await?;
+        Ok(())
+    }
+}
+
+/// The insert of message rows that skips a taken request id and returns the ids inserted.
+fn messages_statement(rows: impl Iterator<Item = message::Model>) -> InsertStatement {
+    let mut statement = message::Entity::insert_many(rows.map(message::ActiveModel::from))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .into_query();
+    statement.returning(Query::returning().column(message::Column::Id));
+    statement
+}
+
+/// Inserts message rows, 200 a statement; returns the ids inserted.
+async fn insert_messages<C: ConnectionTrait>(
+    connection: &C,
+    rows: &[message::Model],
+) -> StoreResult<HashSet<Uuid>> {
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(200) {
+        let statement = messages_statement(chunk.iter().cloned());
+        for row in connection.query_all(&statement).await? {
+            inserted.insert(row.try_get::<Uuid>("", "id")?);
+        }
+    }
+    Ok(inserted)
 }
 
 /// The thread root of each reply among `open`, read in one statement per tenant; and the

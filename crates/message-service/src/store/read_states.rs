@@ -314,6 +314,19 @@ pub(super) async fn raise_read_states<C: ConnectionTrait>(
     connection: &C,
     rows: Vec<read_state::Model>,
 ) -> Result<(), DbErr> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let statement = raise_read_states_statement(rows.by_ref().take(500).collect());
+        connection.execute(&statement).await?;
+    }
+    Ok(())
+}
+
+/// The statement of [`raise_read_states`] for `rows` (at least one).
+pub(super) fn raise_read_states_statement(
+    rows: Vec<read_state::Model>,
+) -> sea_orm::sea_query::InsertStatement {
+    use sea_orm::QueryTrait as _;
     let current = || Expr::col((read_state::Entity, read_state::Column::LastReadSequence));
     let proposed = || Expr::col((Alias::new("excluded"), read_state::Column::LastReadSequence));
     let higher = |column: read_state::Column| {
@@ -323,27 +336,22 @@ pub(super) async fn raise_read_states<C: ConnectionTrait>(
         )
         .finally(Expr::col((read_state::Entity, column)))
     };
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        read_state::Entity::insert_many(rows.by_ref().take(500).map(read_state::ActiveModel::from))
-            .on_conflict(
-                OnConflict::columns([
-                    read_state::Column::TenantId,
-                    read_state::Column::ConversationId,
-                    read_state::Column::UserId,
-                ])
-                .value(
-                    read_state::Column::LastReadSequence,
-                    higher(read_state::Column::LastReadSequence),
-                )
-                .value(
-                    read_state::Column::UpdatedAt,
-                    higher(read_state::Column::UpdatedAt),
-                )
-                .to_owned(),
+    read_state::Entity::insert_many(rows.into_iter().map(read_state::ActiveModel::from))
+        .on_conflict(
+            OnConflict::columns([
+                read_state::Column::TenantId,
+                read_state::Column::ConversationId,
+                read_state::Column::UserId,
+            ])
+            .value(
+                read_state::Column::LastReadSequence,
+                higher(read_state::Column::LastReadSequence),
             )
-            .exec_without_returning(connection)
-            .await?;
-    }
-    Ok(())
+            .value(
+                read_state::Column::UpdatedAt,
+                higher(read_state::Column::UpdatedAt),
+            )
+            .to_owned(),
+        )
+        .into_query()
 }

@@ -49,7 +49,10 @@ pub async fn spawn_message_service(
     let mut command = tokio::process::Command::new(&binary);
     command
         .kill_on_drop(true)
-        .env("MESSAGING__TELEMETRY__LOG_FILTER", "error")
+        .env(
+            "MESSAGING__TELEMETRY__LOG_FILTER",
+            std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "error".to_owned()),
+        )
         .env(
             "MESSAGING__MESSAGE_SERVICE__LISTEN",
             format!("127.0.0.1:{port}"),

@@ -139,3 +139,22 @@ pub async fn add_nats_progress(manager: &SchemaManager<'_>) -> Result<(), DbErr>
         )
         .await
 }
+
+/// Adds `events_unstamped`: the events the relay has not stamped yet, in id order, so that
+/// stamping (`WHERE position IS NULL ORDER BY id LIMIT n`) reads only those rows. Without it the
+/// plan depended on statistics: gathered while most rows were unstamped, they made the planner
+/// walk the primary key from the oldest event and filter (50,000 rows read to stamp 20, on an
+/// outbox of 50,000); see also [`super::store::stamp_within`].
+pub async fn add_unstamped_index(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_index(
+            Index::create()
+                .name("events_unstamped")
+                .table(Events::Table)
+                .col(Events::Id)
+                .and_where(Expr::col(Events::Position).is_null())
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
+}

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_events;
 mod m0003_request_fingerprints;
+mod m0004_unstamped_events;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_events::Migration),
             Box::new(m0003_request_fingerprints::Migration),
+            Box::new(m0004_unstamped_events::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@ mod m0005_participants;
 mod m0006_attachments;
 mod m0007_compliance;
 mod m0008_conversation_purges;
+mod m0009_unstamped_events;
 
 /// Applies the migrations in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_attachments::Migration),
             Box::new(m0007_compliance::Migration),
             Box::new(m0008_conversation_purges::Migration),
+            Box::new(m0009_unstamped_events::Migration),
         ]
     }
 }

@@ -942,9 +942,9 @@ async fn sends_of_two_replicas_around_a_rotation_stay_dense_and_sealed_with_the_
 }
 
 /// The relay stamps events from the `events_unstamped` index (PostgreSQL; SQLite from an index
-/// too) whatever the planner's statistics say. Statistics gathered while the outbox held a few unstamped events (a fresh deployment's
-/// first minutes) made every stamp walk the events from the first one on; under load that was
-/// 13 to 548 ms a stamp, delaying every stream and the NATS relay.
+/// too) whatever the planner's statistics say. Statistics gathered while the outbox held a few
+/// unstamped events (a fresh deployment's first minutes) made a stamp walk the events from the
+/// first one on.
 async fn stamping_reads_only_the_unstamped_events_whatever_the_statistics_say(backend: Backend) {
     use messaging_outbox::store::{insert_events, new_event, stamp_all, stamp_query};
     use sea_orm::{ConnectionTrait, Statement, TransactionTrait};

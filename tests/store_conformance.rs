@@ -37,6 +37,7 @@ backend_tests!(
     every_change_records_one_event_sealed_when_it_carries_content,
     sends_of_two_replicas_around_a_rotation_stay_dense_and_sealed_with_the_newest_key,
     stamping_reads_only_the_unstamped_events_whatever_the_statistics_say,
+    sent_values_come_back_exactly_sealed_or_in_plaintext,
 );
 
 static TENANT: LazyLock<TenantId> = LazyLock::new(|| TenantId::trusted("acme"));
@@ -1043,4 +1044,160 @@ async fn stamping_reads_only_the_unstamped_events_whatever_the_statistics_say(ba
         (1..=2_008).map(Some).collect::<Vec<_>>(),
         "every event stamped once, in order"
     );
+}
+
+/// Sends written together (PostgreSQL takes each table's rows of a batch as one JSON
+/// parameter) keep every value exactly: quotes, backslashes, `\x` sequences, placeholders and
+/// non-ASCII text, metadata and mentions, every byte value of an end-to-end payload and its
+/// tokens, a reply's root, times to the microsecond; with encryption at rest and without.
+async fn sent_values_come_back_exactly_sealed_or_in_plaintext(backend: Backend) {
+    let tricky = [
+        "quotes ' \" and backslashes \\ \\x41 \\\\",
+        "tab\tnewline\nend",
+        "ünïcødé 漢字 emoji 🎉",
+        "{\"json\": [1, 2], \"$1\": null}",
+        "placeholders $1 ? %s :name",
+    ];
+    for encrypted in [true, false] {
+        let database = TestDatabase::new(backend);
+        let db = message_service::store::connect(&database.settings)
+            .await
+            .expect("connect");
+        let settings = if encrypted {
+            test_encryption()
+        } else {
+            message_service::store::keys::EncryptionSettings {
+                enabled: Some(false),
+                master_key: None,
+                master_key_file: None,
+            }
+        };
+        let keys = Keyring::open(&db, &settings, Mode::Production)
+            .await
+            .expect("keyring");
+        let bus = EventBus::new(64).with_keys(Some(std::sync::Arc::new(keys.clone())));
+        let store = SqlStore::new(db.clone(), keys, bus.clone());
+        let conversation = Uuid::now_v7();
+        let root = send(&store, &TENANT, "alice", &text(conversation, "root")).await;
+        let mut news = Vec::new();
+        for (index, body) in tricky.iter().enumerate() {
+            let mut new = text(conversation, body);
+            new.mentions = vec!["bob".to_owned(), "o'neil \\ 🎉".to_owned()];
+            new.metadata
+                .insert(format!("key \"{index}\" '\\"), format!("value\n{body}"));
+            new.request_id = Some(messaging_platform::RequestId::trusted(format!(
+                "request '{index}' \\"
+            )));
+            if index % 2 == 0 {
+                new.parent = Some(root.id);
+            }
+            news.push(new);
+        }
+        let mut payload = text(conversation, "");
+        payload.content = Some(Content::Encrypted {
+            ciphertext: (0..=255).collect(),
+            algorithm: "x-\\alg'\"".to_owned(),
+            key_id: "key \\x00".to_owned(),
+        });
+        payload.search_tokens = vec![vec![0, 0x5c, 0x27, 0xff], (0..=255).rev().collect()];
+        news.push(payload);
+        let sent =
+            futures::future::join_all(news.iter().map(|new| send(&store, &TENANT, "alice", new)))
+                .await;
+        let mut sequences: Vec<i64> = sent.iter().map(|message| message.sequence).collect();
+        sequences.sort_unstable();
+        assert_eq!(
+            sequences,
+            (2..=7).collect::<Vec<_>>(),
+            "encrypted at rest: {encrypted}"
+        );
+        for (new, message) in news.iter().zip(&sent) {
+            assert_eq!(message.content, new.content);
+            assert_eq!(message.mentions, new.mentions);
+            assert_eq!(message.metadata, new.metadata);
+            assert_eq!(message.request_id, new.request_id);
+            assert_eq!(message.parent, new.parent);
+            assert_eq!(
+                message.created_at.timestamp_subsec_nanos() % 1_000,
+                0,
+                "times are kept to the microsecond"
+            );
+            let stored = store
+                .message(&TENANT, conversation, message.id)
+                .await
+                .expect("read")
+                .expect("found");
+            assert_eq!(&stored, message, "encrypted at rest: {encrypted}");
+        }
+        let replies = store
+            .message(&TENANT, conversation, root.id)
+            .await
+            .expect("read")
+            .expect("found")
+            .reply_count;
+        assert_eq!(replies, 3);
+        // The search index holds each text's words and the payload's tokens.
+        let hits = store
+            .search(
+                &TENANT,
+                &SearchQuery {
+                    terms: message_service::domain::text::query_terms("ünïcødé 漢字"),
+                    client_tokens: Vec::new(),
+                    conversations: vec![conversation],
+                    filter: MessageFilter::default(),
+                    after: None,
+                    limit: 10,
+                },
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("search")
+            .expect("in time");
+        assert_eq!(
+            hits.iter().map(|hit| hit.message_id).collect::<Vec<_>>(),
+            [sent[2].id]
+        );
+        let hits = store
+            .search(
+                &TENANT,
+                &SearchQuery {
+                    terms: Vec::new(),
+                    client_tokens: vec![(0..=255).rev().collect()],
+                    conversations: vec![conversation],
+                    filter: MessageFilter::default(),
+                    after: None,
+                    limit: 10,
+                },
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("search")
+            .expect("in time");
+        assert_eq!(
+            hits.iter().map(|hit| hit.message_id).collect::<Vec<_>>(),
+            [sent[5].id]
+        );
+        // One event per message, in sequence order within the conversation.
+        messaging_outbox::store::stamp_all(&db)
+            .await
+            .expect("stamp");
+        let events = event::Entity::find()
+            .order_by_asc(event::Column::Position)
+            .all(&db)
+            .await
+            .expect("events");
+        let mut created = Vec::new();
+        for row in &events {
+            let bus_event = messaging_outbox::decode(&bus, row).await.expect("decodes");
+            if let Some(pb::event::Payload::MessageCreated(created_event)) = bus_event.event.payload
+            {
+                created.push(created_event.message.unwrap_or_default().sequence);
+            }
+        }
+        assert_eq!(
+            created,
+            (1..=7).collect::<Vec<_>>(),
+            "encrypted at rest: {encrypted}"
+        );
+    }
 }

@@ -125,11 +125,15 @@ pub async fn insert_events<C: ConnectionTrait>(
     Ok(())
 }
 
-/// One statement writing `events` into the outbox in their order (at least one), for a caller
-/// that sends it along with others; [`insert_events`] bounds the rows a statement holds.
-pub fn insert_events_statement(events: Vec<NewEvent>) -> sea_orm::sea_query::InsertStatement {
-    use sea_orm::QueryTrait as _;
-    event::Entity::insert_many(events.into_iter().map(active)).into_query()
+/// The insert of [`events_json`]'s rows, from placeholder `$parameter` (PostgreSQL; see
+/// [`messaging_platform::db::json_rows`]): in their order, as [`insert_events`] writes them.
+pub fn insert_events_json(parameter: usize) -> String {
+    messaging_platform::db::json_rows::insert::<event::Entity>(parameter, &["id"])
+}
+
+/// `events` as the parameter of [`insert_events_json`].
+pub fn events_json(events: Vec<NewEvent>) -> Result<sea_orm::Value, DbErr> {
+    messaging_platform::db::json_rows::encode(events.into_iter().map(active))
 }
 
 /// The relay's state: last position handed out, and how far events were pruned.

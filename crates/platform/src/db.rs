@@ -203,3 +203,122 @@ pub fn is_unreachable(error: &DbErr) -> bool {
         _ => false,
     }
 }
+
+/// Multi-row inserts whose SQL text does not depend on how many rows they write
+/// (PostgreSQL). A multi-row `VALUES` list is a new statement for every row count, and for
+/// every mix of row counts when several tables are written together: PostgreSQL parses and
+/// plans each anew, binds one parameter per value, and each text takes a slot of the
+/// connection's statement cache. Here the rows travel as one JSON array, which
+/// `json_populate_recordset` expands into the table's row type, so each statement has one
+/// text (parsed once per connection) and one parameter per table.
+pub mod json_rows {
+    use sea_orm::{ActiveModelTrait, ActiveValue, DbErr, EntityTrait, Iterable, Value};
+
+    /// `INSERT INTO <table> (<columns>) SELECT <columns> FROM json_populate_recordset(...)`
+    /// reading the rows of placeholder `$<parameter>` (text, see [`encode`]) in the array's
+    /// order, so that identity columns number them in it. Every column of `E` but `skip`
+    /// (which its defaults fill in).
+    pub fn insert<E: EntityTrait>(parameter: usize, skip: &[&str]) -> String {
+        let table = E::default().table_name().to_owned();
+        let columns = E::Column::iter()
+            .map(|column| sea_orm::IdenStatic::as_str(&column))
+            .filter(|name| !skip.contains(name))
+            .map(|name| format!("\"{name}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO \"{table}\" ({columns}) SELECT {columns} \
+             FROM json_populate_recordset(NULL::\"{table}\", ${parameter}::json) \
+             WITH ORDINALITY AS r ORDER BY r.ordinality"
+        )
+    }
+
+    /// `rows` as the JSON text [`insert`] reads: an array with an object per row, holding each
+    /// set column under its name (a column not set is left to its default).
+    pub fn encode<A: ActiveModelTrait>(rows: impl IntoIterator<Item = A>) -> Result<Value, DbErr> {
+        let mut array = Vec::new();
+        for row in rows {
+            let mut object = serde_json::Map::new();
+            for column in <A::Entity as EntityTrait>::Column::iter() {
+                if let ActiveValue::Set(value) | ActiveValue::Unchanged(value) = row.get(column) {
+                    object.insert(
+                        sea_orm::IdenStatic::as_str(&column).to_owned(),
+                        json(value)?,
+                    );
+                }
+            }
+            array.push(serde_json::Value::Object(object));
+        }
+        Ok(Value::String(Some(
+            serde_json::Value::Array(array).to_string(),
+        )))
+    }
+
+    /// A column value as JSON that PostgreSQL reads back into the column's type: bytes in
+    /// `bytea`'s hex form, times in RFC 3339 with microseconds (what PostgreSQL keeps).
+    fn json(value: Value) -> Result<serde_json::Value, DbErr> {
+        use serde_json::Value as Json;
+        use std::fmt::Write as _;
+        Ok(match value {
+            Value::Bool(value) => value.map_or(Json::Null, Json::Bool),
+            Value::SmallInt(value) => value.map_or(Json::Null, Json::from),
+            Value::Int(value) => value.map_or(Json::Null, Json::from),
+            Value::BigInt(value) => value.map_or(Json::Null, Json::from),
+            Value::String(value) => value.map_or(Json::Null, Json::String),
+            Value::Uuid(value) => value.map_or(Json::Null, |id| Json::String(id.to_string())),
+            Value::ChronoDateTimeUtc(value) => value.map_or(Json::Null, |at| {
+                Json::String(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            }),
+            Value::Bytes(value) => value.map_or(Json::Null, |bytes| {
+                let mut text = String::with_capacity(2 + bytes.len() * 2);
+                text.push_str("\\x");
+                for byte in bytes {
+                    let _ = write!(text, "{byte:02x}");
+                }
+                Json::String(text)
+            }),
+            other => {
+                return Err(DbErr::Custom(format!(
+                    "a {other:?} value has no JSON row form"
+                )));
+            }
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn values_take_the_forms_postgresql_reads_back() {
+            use chrono::TimeZone as _;
+            let at = chrono::Utc
+                .with_ymd_and_hms(2026, 12, 7, 13, 5, 9)
+                .single()
+                .and_then(|at| at.checked_add_signed(chrono::Duration::nanoseconds(123_456_789)))
+                .expect("a valid time");
+            let id = uuid::Uuid::nil();
+            let cases = [
+                (Value::Bytes(Some(vec![0, 0x5c, 0xff])), r#""\\x005cff""#),
+                (Value::Bytes(None), "null"),
+                (Value::String(Some("a'\"\\".to_owned())), r#""a'\"\\""#),
+                (Value::String(None), "null"),
+                (Value::BigInt(Some(-7)), "-7"),
+                (Value::Int(None), "null"),
+                (Value::Bool(Some(true)), "true"),
+                (
+                    Value::ChronoDateTimeUtc(Some(at)),
+                    r#""2026-12-07T13:05:09.123456Z""#,
+                ),
+                (
+                    Value::Uuid(Some(id)),
+                    r#""00000000-0000-0000-0000-000000000000""#,
+                ),
+            ];
+            for (value, expected) in cases {
+                assert_eq!(json(value).expect(expected).to_string(), expected);
+            }
+            assert!(json(Value::Double(Some(1.5))).is_err());
+        }
+    }
+}

@@ -28,9 +28,7 @@ use messaging_platform::ApiError;
 use messaging_platform::crypto::DataKey;
 use messaging_platform::db::begin_write;
 use messaging_platform::time::now;
-use sea_orm::sea_query::{
-    Alias, CommonTableExpression, InsertStatement, OnConflict, Query, WithClause,
-};
+use sea_orm::sea_query::{InsertStatement, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -395,9 +393,7 @@ impl SqlStore {
             events,
         };
         // The messages, each request id once: a taken one rolls the batch back.
-        let (inserted, rest) = if messaging_platform::db::is_postgres(&self.db)
-            && rows.parameters() <= MAX_PARAMETERS
-        {
+        let (inserted, rest) = if messaging_platform::db::is_postgres(&self.db) {
             (rows.write_together(&transaction).await?, None)
         } else {
             (
@@ -433,11 +429,6 @@ impl SqlStore {
     }
 }
 
-/// Most bind parameters of the one statement a batch is written with on PostgreSQL (which
-/// takes 65,535); a batch with more (long texts have many index entries) takes a statement per
-/// table.
-const MAX_PARAMETERS: usize = 32_000;
-
 /// The rows of a batch.
 struct Rows {
     messages: Vec<message::Model>,
@@ -447,58 +438,47 @@ struct Rows {
     events: Vec<messaging_outbox::store::NewEvent>,
 }
 
-impl Rows {
-    /// Bind parameters of the statement [`Rows::write_together`] sends (columns times rows).
-    fn parameters(&self) -> usize {
-        self.messages.len() * 24
-            + (self.index.len() + self.mentions.len() + self.read.len()) * 5
-            + self.events.len() * 9
-    }
+/// The one statement that writes a batch on PostgreSQL: the inserts other than the messages'
+/// are data-modifying `WITH` clauses of the messages' insert, each table's rows one JSON
+/// parameter. Its text is the same for every batch, so each connection parses it once.
+fn together_statement() -> &'static str {
+    static STATEMENT: OnceLock<String> = OnceLock::new();
+    STATEMENT.get_or_init(|| {
+        use messaging_platform::db::json_rows::insert;
+        format!(
+            "WITH write_index AS ({}), write_mentions AS ({}), write_read AS ({}), \
+             write_events AS ({}) {} ON CONFLICT DO NOTHING RETURNING \"id\"",
+            insert::<search_token::Entity>(1, &[]),
+            insert::<mention::Entity>(2, &[]),
+            super::read_states::raise_read_states_json(3),
+            messaging_outbox::store::insert_events_json(4),
+            insert::<message::Entity>(5, &[]),
+        )
+    })
+}
 
-    /// Writes every row in one statement, one round trip (PostgreSQL: the inserts other than
-    /// the messages' are data-modifying `WITH` clauses of the messages' insert); returns the
-    /// ids of the messages inserted (a taken request id's is missing).
+impl Rows {
+    /// Writes every row in one statement, one round trip (PostgreSQL; see
+    /// [`together_statement`]); returns the ids of the messages inserted (a taken request
+    /// id's is missing).
     async fn write_together<C: ConnectionTrait>(
         self,
         connection: &C,
     ) -> StoreResult<HashSet<Uuid>> {
-        let mut clauses: Vec<InsertStatement> = Vec::new();
-        if !self.index.is_empty() {
-            clauses.push(
-                search_token::Entity::insert_many(
-                    self.index.into_iter().map(search_token::ActiveModel::from),
-                )
-                .into_query(),
-            );
-        }
-        if !self.mentions.is_empty() {
-            clauses.push(
-                mention::Entity::insert_many(
-                    self.mentions.into_iter().map(mention::ActiveModel::from),
-                )
-                .into_query(),
-            );
-        }
-        if !self.read.is_empty() {
-            clauses.push(super::read_states::raise_read_states_statement(self.read));
-        }
-        if !self.events.is_empty() {
-            clauses.push(messaging_outbox::store::insert_events_statement(
-                self.events,
-            ));
-        }
-        let mut with = WithClause::new();
-        for (number, clause) in clauses.into_iter().enumerate() {
-            with.cte(
-                CommonTableExpression::new()
-                    .query(clause)
-                    .table_name(Alias::new(format!("write_{number}")))
-                    .to_owned(),
-            );
-        }
-        let statement = messages_statement(self.messages.into_iter()).with(with);
+        use messaging_platform::db::json_rows::encode;
+        let statement = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            together_statement(),
+            [
+                encode(self.index.into_iter().map(search_token::ActiveModel::from))?,
+                encode(self.mentions.into_iter().map(mention::ActiveModel::from))?,
+                encode(self.read.into_iter().map(read_state::ActiveModel::from))?,
+                messaging_outbox::store::events_json(self.events)?,
+                encode(self.messages.into_iter().map(message::ActiveModel::from))?,
+            ],
+        );
         let mut inserted = HashSet::new();
-        for row in connection.query_all(&statement).await? {
+        for row in connection.query_all_raw(statement).await? {
             inserted.insert(row.try_get::<Uuid>("", "id")?);
         }
         Ok(inserted)

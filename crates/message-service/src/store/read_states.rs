@@ -322,6 +322,23 @@ pub(super) async fn raise_read_states<C: ConnectionTrait>(
     Ok(())
 }
 
+/// [`raise_read_states_statement`] with its rows in placeholder `$parameter` (PostgreSQL; see
+/// [`messaging_platform::db::json_rows`]), locked in the rows' order.
+pub(super) fn raise_read_states_json(parameter: usize) -> String {
+    let higher = |column: &str| {
+        format!(
+            "\"{column}\" = CASE WHEN excluded.\"last_read_sequence\" > \"read_states\".\"last_read_sequence\" \
+             THEN excluded.\"{column}\" ELSE \"read_states\".\"{column}\" END"
+        )
+    };
+    format!(
+        "{} ON CONFLICT (\"tenant_id\", \"conversation_id\", \"user_id\") DO UPDATE SET {}, {}",
+        messaging_platform::db::json_rows::insert::<read_state::Entity>(parameter, &[]),
+        higher("last_read_sequence"),
+        higher("updated_at"),
+    )
+}
+
 /// The statement of [`raise_read_states`] for `rows` (at least one).
 pub(super) fn raise_read_states_statement(
     rows: Vec<read_state::Model>,

@@ -247,7 +247,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if wants("send") {
-        for conversations in [1_usize, 64] {
+        // Three-word texts over 1 and 64 conversations, then chat-like texts (4 to 24 words
+        // of the seeding vocabulary, so search-index rows and statement shapes vary).
+        let vocabulary = Arc::new(seed::Vocabulary::new(20_000));
+        for (conversations, varied) in [(1_usize, false), (64, false), (64, true)] {
             let ids = deployment
                 .create_groups("alice", &["bob"], conversations)
                 .await?;
@@ -257,11 +260,13 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .map(|channel| deployment.message_client_on(channel.clone(), "alice"))
                 .collect();
+            let vocabulary = vocabulary.clone();
             report.push(
                 load(
                     &format!(
-                        "send ({conversations} conversation{})",
-                        if conversations == 1 { "" } else { "s" }
+                        "send ({conversations} conversation{}{})",
+                        if conversations == 1 { "" } else { "s" },
+                        if varied { ", 4-24 words" } else { "" }
                     ),
                     cli.concurrency,
                     phase,
@@ -269,12 +274,15 @@ async fn main() -> anyhow::Result<()> {
                         let mut client = clients[pick(index, clients.len())].clone();
                         let conversation_id =
                             ids[usize::try_from(index).unwrap_or(0) % ids.len()].clone();
+                        let text = if varied {
+                            vocabulary.message(&mut rand::rng())
+                        } else {
+                            format!("benchmark message {index}")
+                        };
                         async move {
                             let request = pb::SendMessageRequest {
                                 conversation_id,
-                                content: Some(pb::send_message_request::Content::Text(format!(
-                                    "benchmark message {index}"
-                                ))),
+                                content: Some(pb::send_message_request::Content::Text(text)),
                                 ..Default::default()
                             };
                             client.send_message(request).await.is_ok()

@@ -104,7 +104,7 @@ impl Report {
     /// Adds a measurement and prints its line.
     pub fn push(&mut self, measurement: Measurement) {
         println!(
-            "  {:<30} {:>9.0}/s  p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  errors {}",
+            "  {:<36} {:>9.0}/s  p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  errors {}",
             measurement.name,
             measurement.per_second,
             measurement.p50_ms,
@@ -130,7 +130,7 @@ impl Report {
             self.profile, self.backend, self.machine, self.concurrency
         );
         println!(
-            "{:<30} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>14} {:>14}",
+            "{:<36} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>14} {:>14}",
             "scenario",
             "ops/s",
             "p50 ms",
@@ -151,7 +151,7 @@ impl Report {
                 format!("{:.1}x", measurement.p99_ms / floor.max(f64::EPSILON))
             });
             println!(
-                "{:<30} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>14} {:>14}",
+                "{:<36} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>14} {:>14}",
                 measurement.name,
                 measurement.per_second,
                 measurement.p50_ms,

@@ -342,13 +342,19 @@ pub async fn run_relay(
                 }
             }
         }
-        if let Err(error) = relay_once(&db, &bus, &mut published).await {
-            tracing::warn!(%error, "event relay pass failed; retrying");
-        }
+        let recent = match relay_once(&db, &bus, &mut published, nats.is_some()).await {
+            Ok(recent) => recent,
+            Err(error) => {
+                tracing::warn!(%error, "event relay pass failed; retrying");
+                Vec::new()
+            }
+        };
         if let Some(nats) = &nats {
             loop {
-                match store::publish_pending(&db, &bus, STAMP_BATCH, |rows| nats.publish(rows))
-                    .await
+                match store::publish_pending(&db, &bus, STAMP_BATCH, &recent, |rows| {
+                    nats.publish(rows)
+                })
+                .await
                 {
                     Ok(count) if count == STAMP_BATCH => continue,
                     Ok(_) => break,
@@ -362,24 +368,63 @@ pub async fn run_relay(
     }
 }
 
-/// Stamps what is committed and publishes everything stamped after `published`.
+/// Stamps what is committed and publishes everything stamped after `published`. The events
+/// it stamps itself right after `published` go out as the stamp returned them; what others
+/// stamped (another replica, a transaction that stamped its own events) is read back. Returns
+/// what it published, with the rows, when `keep` asks for them (for NATS).
 pub async fn relay_once(
     db: &DatabaseConnection,
     bus: &EventBus,
     published: &mut i64,
-) -> Result<(), sea_orm::DbErr> {
-    while store::stamp_events(db, STAMP_BATCH).await? == STAMP_BATCH {}
+    keep: bool,
+) -> Result<Vec<(store::EventRow, BusEvent)>, sea_orm::DbErr> {
+    let mut kept = Vec::new();
+    let mut hand_out =
+        |rows: Vec<store::EventRow>, published: &mut i64, decoded: Vec<Option<BusEvent>>| {
+            for (row, event) in rows.into_iter().zip(decoded) {
+                // An event that cannot be opened (logged) is passed over by the next one
+                // that can; the last one of a pass is tried again on the next pass.
+                if let Some(event) = event {
+                    *published = event.position.unwrap_or(*published);
+                    if keep {
+                        kept.push((row, event.clone()));
+                    }
+                    bus.publish(event);
+                }
+            }
+        };
+    // The last position handed out, as of the last stamp.
+    let mut head;
+    loop {
+        let stamped = store::stamp_events(db, STAMP_BATCH).await?;
+        let count = stamped.count();
+        head = stamped.after + i64::try_from(count).unwrap_or(i64::MAX);
+        if stamped.after == *published && count > 0 {
+            let decoded = decode_all(bus, &stamped.rows).await;
+            hand_out(stamped.rows, published, decoded);
+        }
+        if count < STAMP_BATCH {
+            break;
+        }
+    }
+    if *published >= head {
+        return Ok(kept);
+    }
     loop {
         let rows = store::events_after(db, None, *published, None, PUBLISH_BATCH).await?;
         let count = rows.len() as u64;
-        for row in rows {
-            if let Some(event) = decode(bus, &row).await {
-                *published = event.position.unwrap_or(*published);
-                bus.publish(event);
-            }
-        }
+        let decoded = decode_all(bus, &rows).await;
+        hand_out(rows, published, decoded);
         if count < PUBLISH_BATCH {
-            return Ok(());
+            return Ok(kept);
         }
     }
+}
+
+async fn decode_all(bus: &EventBus, rows: &[store::EventRow]) -> Vec<Option<BusEvent>> {
+    let mut decoded = Vec::with_capacity(rows.len());
+    for row in rows {
+        decoded.push(decode(bus, row).await);
+    }
+    decoded
 }

@@ -145,13 +145,29 @@ pub async fn relay_state<C: ConnectionTrait>(connection: &C) -> Result<(i64, i64
     Ok((state.last_position, state.pruned_through))
 }
 
+/// What a stamp did.
+#[derive(Debug, Default)]
+pub struct Stamped {
+    /// The last position handed out before it.
+    pub after: i64,
+    /// The events it stamped, in position order: positions `after + 1` on, without gaps.
+    pub rows: Vec<EventRow>,
+}
+
+impl Stamped {
+    /// How many events it stamped.
+    pub fn count(&self) -> u64 {
+        self.rows.len() as u64
+    }
+}
+
 /// Stamps up to `batch` committed, unstamped events with the next positions, in insertion
 /// order. The relay row is locked meanwhile, so replicas stamp one after the other and a
-/// visible position implies every lower one is visible too. Returns how many were stamped.
-pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, DbErr> {
+/// visible position implies every lower one is visible too.
+pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<Stamped, DbErr> {
     let transaction = messaging_platform::db::begin_write(db).await?;
     let stamped = stamp_within(&transaction, batch).await?;
-    if stamped == 0 {
+    if stamped.rows.is_empty() {
         transaction.rollback().await?;
     } else {
         transaction.commit().await?;
@@ -164,43 +180,61 @@ pub async fn stamp_events(db: &DatabaseConnection, batch: u64) -> Result<u64, Db
 pub async fn stamp_within(
     transaction: &sea_orm::DatabaseTransaction,
     batch: u64,
-) -> Result<u64, DbErr> {
+) -> Result<Stamped, DbErr> {
+    use sea_orm::FromQueryResult as _;
     let relay = lock_relay(transaction).await?;
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+    let backend = transaction.get_database_backend();
     // One statement numbers the oldest unstamped rows, reading them from the `events_unstamped`
-    // index. On PostgreSQL its plan must not come from statistics: a plan cached while the
-    // table was small (a prepared statement keeps its generic plan until the next ANALYZE)
-    // scanned the whole table once per row stamped, 13 to 548 ms a call as a conversation
-    // filled up. So it goes as a simple query, planned afresh with sequential scans off: the
-    // unstamped rows by the partial index, each row to update by the primary key, whatever
-    // the statistics say.
-    let query = stamp_query(relay.last_position, limit);
-    let stamped = match transaction.get_database_backend() {
-        sea_orm::DbBackend::Postgres => {
-            transaction
-                .execute_unprepared(&format!("SET LOCAL enable_seqscan = off; {query}"))
-                .await?
-        }
-        _ => transaction.execute_unprepared(&query).await?,
+    // index, and returns them. On PostgreSQL its plan must not come from statistics: a plan
+    // made while the table was small scanned the whole table once per row stamped, 13 to
+    // 548 ms a call as a conversation filled up. So it is planned with sequential scans off
+    // (the setting holds for the plan the connection then keeps for the statement, which only
+    // ever runs after it): the unstamped rows by the partial index, each row to update by the
+    // primary key, whatever the statistics say.
+    if backend == sea_orm::DbBackend::Postgres {
+        transaction
+            .execute_unprepared("SET LOCAL enable_seqscan = off")
+            .await?;
     }
-    .rows_affected();
-    if stamped == 0 {
-        return Ok(0);
+    let mut rows = transaction
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            stamp_statement(backend),
+            [relay.last_position.into(), limit.into()],
+        ))
+        .await?
+        .iter()
+        .map(|row| EventRow::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by_key(|row| row.position);
+    if let Some(last) = rows.last().and_then(|row| row.position) {
+        set_relay_column(transaction, event_relay::Column::LastPosition, last).await?;
     }
-    let position = relay.last_position + i64::try_from(stamped).unwrap_or(i64::MAX);
-    set_relay_column(transaction, event_relay::Column::LastPosition, position).await?;
-    Ok(stamped)
+    Ok(Stamped {
+        after: relay.last_position,
+        rows,
+    })
 }
 
-/// The statement that stamps up to `limit` unstamped events with the positions after `last`
-/// (PostgreSQL, and SQLite 3.33+). [`stamp_within`] runs it on PostgreSQL with sequential
-/// scans off.
-pub fn stamp_query(last: i64, limit: i64) -> String {
-    format!(
-        "WITH batch AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events \
-         WHERE position IS NULL ORDER BY id LIMIT {limit}) \
-         UPDATE events SET position = {last} + batch.n FROM batch WHERE events.id = batch.id"
-    )
+/// The statement that stamps up to `$2` unstamped events with the positions after `$1` and
+/// returns them (PostgreSQL, and SQLite 3.35+, whose placeholders are `?1` and `?2`).
+/// [`stamp_within`] runs it on PostgreSQL with sequential scans off.
+pub fn stamp_statement(backend: sea_orm::DbBackend) -> &'static str {
+    match backend {
+        sea_orm::DbBackend::Postgres => {
+            "WITH batch AS (SELECT id AS stamped_id, row_number() OVER (ORDER BY id) AS n \
+             FROM events WHERE position IS NULL ORDER BY id LIMIT $2) \
+             UPDATE events SET position = $1 + batch.n FROM batch WHERE events.id = batch.stamped_id \
+             RETURNING id, event_id, tenant_id, conversation_id, actor_id, kind, occurred_at, payload, position"
+        }
+        _ => {
+            "WITH batch AS (SELECT id AS stamped_id, row_number() OVER (ORDER BY id) AS n \
+             FROM events WHERE position IS NULL ORDER BY id LIMIT ?2) \
+             UPDATE events SET position = ?1 + batch.n FROM batch WHERE events.id = batch.stamped_id \
+             RETURNING id, event_id, tenant_id, conversation_id, actor_id, kind, occurred_at, payload, position"
+        }
+    }
 }
 
 /// Whether any committed event has no position yet (one index probe: `position` is indexed).
@@ -220,7 +254,7 @@ pub async fn has_unstamped<C: ConnectionTrait>(connection: &C) -> Result<bool, D
 pub async fn stamp_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
     let mut total = 0;
     loop {
-        let stamped = stamp_events(db, STAMP_ALL_BATCH).await?;
+        let stamped = stamp_events(db, STAMP_ALL_BATCH).await?.count();
         total += stamped;
         if stamped < STAMP_ALL_BATCH {
             return Ok(total);
@@ -294,11 +328,15 @@ pub async fn prune_events(
 /// Publishes, under the relay row's lock, the stamped events after the NATS progress mark
 /// through `publish` (which must return only once JetStream acknowledged them all), then moves
 /// the mark. Replicas take turns; a relay killed in between publishes again from the mark,
-/// and JetStream drops the repeats by message id. Returns how many were published.
+/// and JetStream drops the repeats by message id. `recent` holds events this replica's relay
+/// just published on the bus (in position order): when they follow the mark without a gap,
+/// they are published as they are instead of read and opened again. Returns how many were
+/// published.
 pub async fn publish_pending<F, Fut>(
     db: &DatabaseConnection,
     bus: &super::EventBus,
     batch: u64,
+    recent: &[(EventRow, super::BusEvent)],
     publish: F,
 ) -> Result<u64, DbErr>
 where
@@ -307,26 +345,35 @@ where
 {
     let transaction = messaging_platform::db::begin_write(db).await?;
     let relay = lock_relay(&transaction).await?;
-    let rows = events_after(
-        &transaction,
-        None,
-        relay.nats_published_through,
-        None,
-        batch,
-    )
-    .await?;
-    let Some(through) = rows.last().and_then(|row| row.position) else {
-        transaction.rollback().await?;
-        return Ok(0);
-    };
-    let count = rows.len() as u64;
-    let mut decoded = Vec::with_capacity(rows.len());
-    for row in rows {
-        // Keys come through this transaction: on SQLite it holds the only connection.
-        if let Some(event) = super::decode_within(bus, Some(&transaction), &row).await {
-            decoded.push((row, event));
-        }
-    }
+    let mark = relay.nats_published_through;
+    let limit = usize::try_from(batch).unwrap_or(usize::MAX);
+    let following: Vec<(EventRow, super::BusEvent)> = recent
+        .iter()
+        .skip_while(|(row, _)| row.position != Some(mark + 1))
+        .zip(mark + 1..)
+        .take_while(|((row, _), position)| row.position == Some(*position))
+        .map(|(pair, _)| pair.clone())
+        .take(limit)
+        .collect();
+    let (decoded, through) =
+        if let Some(through) = following.last().and_then(|(row, _)| row.position) {
+            (following, through)
+        } else {
+            let rows = events_after(&transaction, None, mark, None, batch).await?;
+            let Some(through) = rows.last().and_then(|row| row.position) else {
+                transaction.rollback().await?;
+                return Ok(0);
+            };
+            let mut decoded = Vec::with_capacity(rows.len());
+            for row in rows {
+                // Keys come through this transaction: on SQLite it holds the only connection.
+                if let Some(event) = super::decode_within(bus, Some(&transaction), &row).await {
+                    decoded.push((row, event));
+                }
+            }
+            (decoded, through)
+        };
+    let count = u64::try_from(through - mark).unwrap_or(0);
     publish(decoded).await.map_err(DbErr::Custom)?;
     set_relay_column(
         &transaction,
@@ -477,7 +524,7 @@ pub async fn copy_events(
         }
     }
     if inserted > 0 {
-        while stamp_within(&transaction, STAMP_ALL_BATCH).await? == STAMP_ALL_BATCH {}
+        while stamp_within(&transaction, STAMP_ALL_BATCH).await?.count() == STAMP_ALL_BATCH {}
     }
     move_source(&transaction, source, *last, true).await?;
     transaction.commit().await?;

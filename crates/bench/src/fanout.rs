@@ -15,13 +15,14 @@ const SUBSCRIBERS_PER_CONNECTION: usize = 100;
 /// `subscribers` users subscribe to one conversation; one sender sends `rate` messages a
 /// second for `duration`. Latency runs from SendMessage's reply to the event's arrival at each
 /// subscriber (an event that arrives before the reply counts as 1 µs); every event that has not
-/// arrived 10 s after the last send counts as lost (the errors column).
+/// arrived 10 s after the last send counts as lost (the errors column). Also says how long
+/// after the reply the first and the last of each message's copies arrived.
 pub(crate) async fn fanout(
     deployment: &Deployment,
     subscribers: usize,
     rate: u32,
     duration: Duration,
-) -> anyhow::Result<Measurement> {
+) -> anyhow::Result<(Measurement, String)> {
     use futures::StreamExt as _;
     use std::collections::HashMap;
     let members: Vec<String> = (0..subscribers)
@@ -108,6 +109,9 @@ pub(crate) async fn fanout(
         }
     }
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    // Per message: when its first and its last copy arrived, to tell the path every copy
+    // shares (commit, relay, bus) from the handing out of the copies one after the other.
+    let mut first_last: HashMap<String, (Instant, Instant)> = HashMap::new();
     let mut lost = 0_u64;
     let mut endings: HashMap<String, usize> = HashMap::new();
     for receiver in receivers {
@@ -118,6 +122,11 @@ pub(crate) async fn fanout(
         for (message, replied) in &replies {
             match arrivals.get(message) {
                 Some(arrived) => {
+                    let span = first_last
+                        .entry(message.clone())
+                        .or_insert((*arrived, *arrived));
+                    span.0 = span.0.min(*arrived);
+                    span.1 = span.1.max(*arrived);
                     let micros = arrived.saturating_duration_since(*replied).as_micros();
                     histogram.record(
                         u64::try_from(micros)
@@ -132,11 +141,40 @@ pub(crate) async fn fanout(
     for (ending, count) in endings {
         println!("fanout: {count} subscriber stream(s) ended early: {ending}");
     }
-    Ok(Measurement::from_histogram(
-        &format!("fanout ({subscribers} subscribers, {rate}/s)"),
-        &histogram,
-        started.elapsed(),
-        lost,
-        subscribers,
+    let mut first = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut last = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for (message, (earliest, latest)) in &first_last {
+        let replied = replies[message];
+        for (histogram, arrived) in [(&mut first, earliest), (&mut last, latest)] {
+            let micros = arrived.saturating_duration_since(replied).as_micros();
+            histogram.record(
+                u64::try_from(micros)
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, 60_000_000),
+            )?;
+        }
+    }
+    let quantiles = |histogram: &Histogram<u64>| {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            histogram.value_at_quantile(0.5) as f64 / 1_000.0,
+            histogram.value_at_quantile(0.99) as f64 / 1_000.0
+        )
+    };
+    let copies = format!(
+        "first copy of each message {}; last copy {}",
+        quantiles(&first),
+        quantiles(&last)
+    );
+    println!("fanout: {copies}");
+    Ok((
+        Measurement::from_histogram(
+            &format!("fanout ({subscribers} subscribers, {rate}/s)"),
+            &histogram,
+            started.elapsed(),
+            lost,
+            subscribers,
+        ),
+        copies,
     ))
 }

@@ -299,7 +299,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if wants("fanout") {
-        report.push(fanout::fanout(&deployment, cli.subscribers, cli.fanout_rate, phase).await?);
+        let (measurement, copies) =
+            fanout::fanout(&deployment, cli.subscribers, cli.fanout_rate, phase).await?;
+        report.push(measurement);
+        report.note("fanout copies", copies);
     }
 
     if wants("unread") {

@@ -943,12 +943,32 @@ async fn sends_of_two_replicas_around_a_rotation_stay_dense_and_sealed_with_the_
     );
 }
 
+/// `count` unsealed outbox events of `conversation` (read-state moves), as written straight into
+/// the outbox.
+fn outbox_events(conversation: Uuid, count: usize) -> Vec<messaging_outbox::store::NewEvent> {
+    let at = messaging_platform::time::now();
+    (0..count)
+        .map(|_| {
+            messaging_outbox::store::new_event(
+                None,
+                TENANT.as_str(),
+                conversation,
+                "alice",
+                at,
+                pb::event::Payload::ReadStateMoved(pb::ReadStateMoved::default()),
+            )
+            .expect("event")
+        })
+        .collect()
+}
+
 /// The relay stamps events from the `events_unstamped` index (PostgreSQL; SQLite from an index
-/// too) whatever the planner's statistics say. Statistics gathered while the outbox held a few
+/// too), and the fence's probe for unstamped events reads it, whatever the planner's statistics
+/// say. Statistics gathered while the outbox held a few
 /// unstamped events (a fresh deployment's first minutes) made a stamp walk the events from the
 /// first one on.
 async fn stamping_reads_only_the_unstamped_events_whatever_the_statistics_say(backend: Backend) {
-    use messaging_outbox::store::{insert_events, new_event, stamp_all, stamp_statement};
+    use messaging_outbox::store::{has_unstamped, insert_events, stamp_all, stamp_statement};
     use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
     let Fixture {
         store,
@@ -967,25 +987,37 @@ async fn stamping_reads_only_the_unstamped_events_whatever_the_statistics_say(ba
     }
     // Statistics of a small outbox whose rows are all unstamped.
     db.execute_unprepared("ANALYZE").await.expect("analyze");
-    let at = messaging_platform::time::now();
-    let created = |_| {
-        new_event(
-            None,
-            TENANT.as_str(),
-            conversation,
-            "alice",
-            at,
-            pb::event::Payload::ReadStateMoved(pb::ReadStateMoved::default()),
-        )
-        .expect("event")
-    };
-    insert_events(&db, (0..2_000).map(created).collect())
+    insert_events(&db, outbox_events(conversation, 2_000))
         .await
         .expect("insert");
     assert_eq!(stamp_all(&db).await.expect("stamp"), 2_005);
-    insert_events(&db, (0..3).map(created).collect())
+    // The fence's probe for unstamped events: by the index too, whatever the statistics say.
+    assert!(!has_unstamped(&db).await.expect("probe"));
+    if backend == Backend::Postgres {
+        use sea_orm::sqlx::Row as _;
+        let pool = db.get_postgres_connection_pool();
+        let query = format!(
+            "{}; EXPLAIN {}",
+            messaging_outbox::store::SEQUENTIAL_SCANS_OFF,
+            messaging_outbox::store::UNSTAMPED_PROBE
+        );
+        let plan: Vec<String> = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(query))
+            .fetch_all(pool)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("events_unstamped") && !plan.contains("Seq Scan"),
+            "the probe does not read the index:\n{plan}"
+        );
+    }
+    insert_events(&db, outbox_events(conversation, 3))
         .await
         .expect("insert");
+    assert!(has_unstamped(&db).await.expect("probe"));
 
     let query = stamp_statement(db.get_database_backend());
     let transaction = db.begin().await.expect("begin");
@@ -995,7 +1027,8 @@ async fn stamping_reads_only_the_unstamped_events_whatever_the_statistics_say(ba
         Backend::Postgres => {
             transaction
                 .execute_unprepared(&format!(
-                    "SET LOCAL enable_seqscan = off; PREPARE stamp(bigint, bigint) AS {query}"
+                    "{}; PREPARE stamp(bigint, bigint) AS {query}",
+                    messaging_outbox::store::SEQUENTIAL_SCANS_OFF
                 ))
                 .await
                 .expect("prepare");
@@ -1151,44 +1184,40 @@ async fn sent_values_come_back_exactly_sealed_or_in_plaintext(backend: Backend) 
             .reply_count;
         assert_eq!(replies, 3);
         // The search index holds each text's words and the payload's tokens.
-        let hits = store
-            .search(
-                &TENANT,
-                &SearchQuery {
-                    terms: message_service::domain::text::query_terms("ünïcødé 漢字"),
-                    client_tokens: Vec::new(),
-                    conversations: vec![conversation],
-                    filter: MessageFilter::default(),
-                    after: None,
-                    limit: 10,
-                },
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("search")
-            .expect("in time");
+        let found = |terms: Vec<String>, client_tokens: Vec<Vec<u8>>| {
+            let store = &store;
+            async move {
+                store
+                    .search(
+                        &TENANT,
+                        &SearchQuery {
+                            terms,
+                            client_tokens,
+                            conversations: vec![conversation],
+                            filter: MessageFilter::default(),
+                            after: None,
+                            limit: 10,
+                        },
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .expect("search")
+                    .expect("in time")
+                    .into_iter()
+                    .map(|hit| hit.message_id)
+                    .collect::<Vec<_>>()
+            }
+        };
         assert_eq!(
-            hits.iter().map(|hit| hit.message_id).collect::<Vec<_>>(),
+            found(
+                message_service::domain::text::query_terms("ünïcødé 漢字"),
+                Vec::new()
+            )
+            .await,
             [sent[2].id]
         );
-        let hits = store
-            .search(
-                &TENANT,
-                &SearchQuery {
-                    terms: Vec::new(),
-                    client_tokens: vec![(0..=255).rev().collect()],
-                    conversations: vec![conversation],
-                    filter: MessageFilter::default(),
-                    after: None,
-                    limit: 10,
-                },
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("search")
-            .expect("in time");
         assert_eq!(
-            hits.iter().map(|hit| hit.message_id).collect::<Vec<_>>(),
+            found(Vec::new(), vec![(0..=255).rev().collect()]).await,
             [sent[5].id]
         );
         // One event per message, in sequence order within the conversation.
@@ -1223,25 +1252,10 @@ async fn sent_values_come_back_exactly_sealed_or_in_plaintext(backend: Backend) 
 /// the mark without a gap, and reads the rest: the batches it is given are always the
 /// positions right after the mark.
 async fn relays_of_two_replicas_each_hand_out_every_event_once_in_order(backend: Backend) {
-    use messaging_outbox::store::{insert_events, new_event, publish_pending, stamp_all};
+    use messaging_outbox::store::{insert_events, publish_pending, stamp_all};
     let Fixture { db, _database, .. } = fixture(backend).await;
     let conversation = Uuid::now_v7();
-    let at = messaging_platform::time::now();
-    let events = |count: usize| {
-        (0..count)
-            .map(|_| {
-                new_event(
-                    None,
-                    TENANT.as_str(),
-                    conversation,
-                    "alice",
-                    at,
-                    pb::event::Payload::ReadStateMoved(pb::ReadStateMoved::default()),
-                )
-                .expect("event")
-            })
-            .collect::<Vec<_>>()
-    };
+    let events = |count| outbox_events(conversation, count);
     let buses = [EventBus::new(4_096), EventBus::new(4_096)];
     let mut receivers = buses.each_ref().map(EventBus::subscribe);
     let mut published = [0_i64, 0];

@@ -193,9 +193,7 @@ pub async fn stamp_within(
     // ever runs after it): the unstamped rows by the partial index, each row to update by the
     // primary key, whatever the statistics say.
     if backend == sea_orm::DbBackend::Postgres {
-        transaction
-            .execute_unprepared("SET LOCAL enable_seqscan = off")
-            .await?;
+        transaction.execute_unprepared(SEQUENTIAL_SCANS_OFF).await?;
     }
     let mut rows = transaction
         .query_all_raw(sea_orm::Statement::from_sql_and_values(
@@ -237,18 +235,33 @@ pub fn stamp_statement(backend: sea_orm::DbBackend) -> &'static str {
     }
 }
 
-/// Whether any committed event has no position yet (one index probe: `position` is indexed).
-pub async fn has_unstamped<C: ConnectionTrait>(connection: &C) -> Result<bool, DbErr> {
+/// Whether any committed event has no position yet: one probe of the `events_unstamped`
+/// index. On PostgreSQL it goes as one simple query after `SET LOCAL enable_seqscan = off`
+/// (the query string is one implicit transaction, so the setting holds for the probe and ends
+/// with it): planned from statistics gathered while most events were unstamped, the probe
+/// scanned the whole outbox, on every fence round. The row the probe finds comes back as
+/// the query's row count.
+pub async fn has_unstamped(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let probe = format!("{SEQUENTIAL_SCANS_OFF}; {UNSTAMPED_PROBE}");
+        return Ok(db.execute_unprepared(&probe).await?.rows_affected() > 0);
+    }
     Ok(event::Entity::find()
         .select_only()
         .column(event::Column::Id)
         .filter(event::Column::Position.is_null())
         .limit(1)
         .into_tuple::<i64>()
-        .one(connection)
+        .one(db)
         .await?
         .is_some())
 }
+
+/// The probe of [`has_unstamped`] on PostgreSQL.
+pub const UNSTAMPED_PROBE: &str = "SELECT 1 FROM events WHERE position IS NULL LIMIT 1";
+
+/// What the relay's statements are planned under on PostgreSQL, in their transaction.
+pub const SEQUENTIAL_SCANS_OFF: &str = "SET LOCAL enable_seqscan = off";
 
 /// Stamps every committed, unstamped event (in batches); returns how many.
 pub async fn stamp_all(db: &DatabaseConnection) -> Result<u64, DbErr> {

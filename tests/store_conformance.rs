@@ -964,9 +964,9 @@ fn outbox_events(conversation: Uuid, count: usize) -> Vec<messaging_outbox::stor
 
 /// The relay stamps events from the `events_unstamped` index (PostgreSQL; SQLite from an index
 /// too), and the fence's probe for unstamped events reads it, whatever the planner's statistics
-/// say. Statistics gathered while the outbox held a few
-/// unstamped events (a fresh deployment's first minutes) made a stamp walk the events from the
-/// first one on.
+/// say. Statistics gathered while the outbox held a few unstamped events (a fresh deployment's
+/// first minutes) made a stamp walk the events from the first one on, and the probe scan the
+/// whole outbox.
 async fn stamping_reads_only_the_unstamped_events_whatever_the_statistics_say(backend: Backend) {
     use messaging_outbox::store::{has_unstamped, insert_events, stamp_all, stamp_statement};
     use sea_orm::{ConnectionTrait, Statement, TransactionTrait};

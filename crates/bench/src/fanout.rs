@@ -127,12 +127,7 @@ pub(crate) async fn fanout(
                         .or_insert((*arrived, *arrived));
                     span.0 = span.0.min(*arrived);
                     span.1 = span.1.max(*arrived);
-                    let micros = arrived.saturating_duration_since(*replied).as_micros();
-                    histogram.record(
-                        u64::try_from(micros)
-                            .unwrap_or(u64::MAX)
-                            .clamp(1, 60_000_000),
-                    )?;
+                    record(&mut histogram, *replied, *arrived)?;
                 }
                 None => lost += 1,
             }
@@ -145,14 +140,8 @@ pub(crate) async fn fanout(
     let mut last = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for (message, (earliest, latest)) in &first_last {
         let replied = replies[message];
-        for (histogram, arrived) in [(&mut first, earliest), (&mut last, latest)] {
-            let micros = arrived.saturating_duration_since(replied).as_micros();
-            histogram.record(
-                u64::try_from(micros)
-                    .unwrap_or(u64::MAX)
-                    .clamp(1, 60_000_000),
-            )?;
-        }
+        record(&mut first, replied, *earliest)?;
+        record(&mut last, replied, *latest)?;
     }
     let quantiles = |histogram: &Histogram<u64>| {
         format!(
@@ -177,4 +166,20 @@ pub(crate) async fn fanout(
         ),
         copies,
     ))
+}
+
+/// Records how long after `replied` a copy `arrived`, in µs (at least 1: a copy may arrive
+/// before the reply).
+fn record(
+    histogram: &mut Histogram<u64>,
+    replied: Instant,
+    arrived: Instant,
+) -> anyhow::Result<()> {
+    let micros = arrived.saturating_duration_since(replied).as_micros();
+    histogram.record(
+        u64::try_from(micros)
+            .unwrap_or(u64::MAX)
+            .clamp(1, 60_000_000),
+    )?;
+    Ok(())
 }
